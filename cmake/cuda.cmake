@@ -12,7 +12,7 @@ if(NOT VILA_CUDA STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no CUDA20 flag for nvcc 13; headers shared with .cu stay C++17
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(VILA_HAVE_CUDA ON)
   elseif(VILA_CUDA STREQUAL "ON")

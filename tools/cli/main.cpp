@@ -1,2 +1,30 @@
-#include <cstdio>
-int main() { std::puts("vila"); return 0; }
+// vila: command-line front end. Each subcommand lives in its own cmd_*.cpp.
+#include <CLI/CLI.hpp>
+
+#include "cli_common.h"
+#include "core/logging.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"vila.cpp: run VILA / NVILA visual language models"};
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "debug, info, warn, error")
+      ->envname("VILA_LOG_LEVEL")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  int exit_code = 0;
+  vila::cli::add_generate_command(app, exit_code);
+  vila::cli::add_score_command(app, exit_code);
+  vila::cli::add_tokenize_command(app, exit_code);
+  vila::cli::add_info_command(app, exit_code);
+  vila::cli::add_bench_command(app, exit_code);
+  app.parse_complete_callback([&] {
+    const vila::LogLevel levels[] = {vila::LogLevel::kDebug, vila::LogLevel::kInfo,
+                                     vila::LogLevel::kWarn, vila::LogLevel::kError};
+    const char* names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; ++i) {
+      if (log_level == names[i]) vila::log_set_level(levels[i]);
+    }
+  });
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

@@ -1,0 +1,84 @@
+// VilaModel: a whole checkpoint folder as users point at it.
+//
+// Layouts:
+//  - NVILA / VILA1.5 "vila-upload": config.json with llm_cfg / vision_tower_cfg / mm_projector_cfg
+//    and subfolders llm/, vision_tower/, mm_projector/ (the subfolder names come from each
+//    sub-config's _name_or_path basename).
+//  - a plain Hugging Face LLM folder (Qwen2ForCausalLM / LlamaForCausalLM).
+// The vision tower and projector are described here (for `vila info`); running them is the vision
+// issue's work.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/llm.h"
+#include "runtime/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace vila {
+
+enum class CheckpointLayout { kNvila, kHfPlain };
+const char* checkpoint_layout_name(CheckpointLayout layout);
+
+// A sub-module of an NVILA checkpoint that this build does not run yet, summarised for `info`.
+struct SubmoduleSummary {
+  std::string dir;         // absolute or as given
+  std::string type;        // model_type / mm_projector_type
+  int64_t parameters = 0;  // from the safetensors headers
+  std::string dtype;       // dtype of the first tensor
+};
+
+// Called as loading proceeds: stage name and fraction done in [0, 1].
+using LoadProgressFn = std::function<void(const std::string& stage, double fraction)>;
+
+struct VilaModelOptions {
+  std::string chat_template;  // force a template by name; empty: choose as VILA does
+  LoadProgressFn progress;
+};
+
+class VilaModel {
+ public:
+  static StatusOr<std::unique_ptr<VilaModel>> load(const std::string& dir,
+                                                   const VilaModelOptions& options = {});
+
+  LanguageModel& llm() { return *llm_; }
+  const LanguageModel& llm() const { return *llm_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ChatTemplate& chat_template() const { return chat_template_; }
+  CheckpointLayout layout() const { return layout_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& llm_dir() const { return llm_dir_; }
+  // Ids that end generation: eos, the template's end-of-turn token, generation_config eos ids.
+  const std::vector<int32_t>& stop_ids() const { return stop_ids_; }
+  std::optional<int32_t> image_token_id() const { return image_token_id_; }
+  std::optional<int32_t> video_token_id() const { return video_token_id_; }
+  const std::optional<SubmoduleSummary>& vision_tower() const { return vision_tower_; }
+  const std::optional<SubmoduleSummary>& mm_projector() const { return mm_projector_; }
+  // Maximum positions (llm config max_position_embeddings).
+  int64_t context_length() const { return llm_->config().max_position; }
+
+  // Token ids of `prompt` as the user turn of the chat template (or raw when `raw`): template
+  // text tokenized with special tokens matched, BOS prepended where the template wants it.
+  StatusOr<std::vector<int32_t>> encode_prompt(const std::string& prompt, bool raw) const;
+
+ private:
+  std::string dir_;
+  std::string llm_dir_;
+  CheckpointLayout layout_ = CheckpointLayout::kHfPlain;
+  std::unique_ptr<LanguageModel> llm_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ChatTemplate chat_template_;
+  std::vector<int32_t> stop_ids_;
+  std::optional<int32_t> image_token_id_;
+  std::optional<int32_t> video_token_id_;
+  std::optional<SubmoduleSummary> vision_tower_;
+  std::optional<SubmoduleSummary> mm_projector_;
+};
+
+}  // namespace vila

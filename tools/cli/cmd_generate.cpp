@@ -1,0 +1,96 @@
+// vila generate: text generation with the chat template, streaming to stdout.
+#include <cstdio>
+
+#include "cli_common.h"
+#include "runtime/generate.h"
+
+namespace vila::cli {
+
+namespace {
+struct GenerateArgs {
+  std::string model;
+  std::vector<std::string> images;
+  std::string prompt;
+  int64_t max_new_tokens = 256;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  int64_t ctx_size = 0;
+  bool raw = false;
+  bool json = false;
+  std::string chat_template;
+};
+
+int run_generate(const GenerateArgs& args) {
+  const std::string prompt = text_or_stdin(args.prompt);
+  if (Status s = check_no_images(args.images, prompt); !s.ok()) return report_error(s);
+  auto model_or = load_model_with_progress(args.model, args.chat_template);
+  if (!model_or.ok()) return report_error(model_or.status());
+  VilaModel& model = **model_or;
+  auto ids = model.encode_prompt(prompt, args.raw);
+  if (!ids.ok()) return report_error(ids.status());
+
+  GenerateOptions options;
+  options.max_new_tokens = args.max_new_tokens;
+  options.sampling = {args.temperature, args.top_k, args.top_p, args.seed};
+  options.stop_ids = model.stop_ids();
+  options.context_length = args.ctx_size;
+  TextCallback stream;
+  if (!args.json) {
+    stream = [](const std::string& piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    };
+  }
+  auto result = generate(model.llm(), model.tokenizer(), *ids, options, stream);
+  if (!result.ok()) return report_error(result.status());
+  if (args.json) {
+    const GenerateTimings& t = result->timings;
+    nlohmann::json out = {
+        {"text", result->text},
+        {"token_ids", result->output_ids},
+        {"prompt_tokens", t.prompt_tokens},
+        {"prompt_token_ids", result->prompt_ids},
+        {"generated_tokens", t.generated_tokens},
+        {"stop_reason", result->stop_reason},
+        {"timings",
+         {{"prefill_ms", t.prefill_ms},
+          {"decode_ms", t.decode_ms},
+          {"prefill_tokens_per_s", t.prefill_tokens_per_s()},
+          {"decode_tokens_per_s", t.decode_tokens_per_s()}}},
+    };
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::fputc('\n', stdout);
+  }
+  return 0;
+}
+}  // namespace
+
+void add_generate_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate an answer to a prompt");
+  cmd->add_option("--model", args->model, "Model folder (NVILA layout or HF LLM folder)")
+      ->required()
+      ->envname("VILA_MODEL");
+  cmd->add_option("--image", args->images, "Image file(s), in the order of <image> markers");
+  cmd->add_option("--prompt", args->prompt, "Prompt text; '-' reads standard input")->required();
+  cmd->add_option("--max-new-tokens", args->max_new_tokens, "Maximum tokens to generate")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 is greedy")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", args->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-k", args->top_k, "Keep the k most likely tokens; 0 is off")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", args->seed, "Sampling seed");
+  cmd->add_option("--ctx-size", args->ctx_size, "Context length limit; 0 is the model's")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chat-template", args->chat_template,
+                  "Override the template: qwen2, vicuna_v1, llama_3, none");
+  cmd->add_flag("--raw", args->raw, "Use the prompt as is, without the chat template");
+  cmd->add_flag("--json", args->json, "Print one JSON object instead of streaming text");
+  cmd->callback([args, &exit_code] { exit_code = run_generate(*args); });
+}
+
+}  // namespace vila::cli
