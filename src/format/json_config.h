@@ -17,7 +17,8 @@ struct JsonFile {
 // Reads and parses a JSON file: NotFound / InvalidArgument "<path>: malformed JSON at byte N: ...".
 StatusOr<JsonFile> load_json_file(const std::string& path);
 
-// Required fields: InvalidArgument "<path>: field 'hidden_size' missing" / "... must be an integer".
+// Required fields: InvalidArgument "<path>: field 'hidden_size' missing" / "... must be an integer,
+// got string". json_int also takes integral floats (4096.0); json_number takes integers too.
 StatusOr<int64_t> json_int(const JsonFile& file, const nlohmann::json& obj, const std::string& key);
 StatusOr<double> json_number(const JsonFile& file, const nlohmann::json& obj,
                              const std::string& key);
@@ -31,7 +32,7 @@ StatusOr<double> json_number_or(const JsonFile& file, const nlohmann::json& obj,
                                 const std::string& key, double fallback);
 StatusOr<std::string> json_string_or(const JsonFile& file, const nlohmann::json& obj,
                                      const std::string& key, const std::string& fallback);
-StatusOr<bool> json_bool_or(const JsonFile& file, const nlohmann::json& obj,
-                            const std::string& key, bool fallback);
+StatusOr<bool> json_bool_or(const JsonFile& file, const nlohmann::json& obj, const std::string& key,
+                            bool fallback);
 
 }  // namespace vila

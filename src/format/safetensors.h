@@ -36,7 +36,14 @@ class SafetensorsFile {
   // Validates the whole header: length within the file, JSON well-formed, known dtypes, shapes of
   // rank <= 4, offsets inside the data block and consistent with dtype x shape.
   static StatusOr<std::unique_ptr<SafetensorsFile>> open(const std::string& path);
-  // Same validation on bytes already in memory (used by the fuzzer); `label` names the source.
+  // Same validation on bytes already in memory (used by the fuzzer); `label` names the source in
+  // error messages. The entries point into `data`, which must outlive the returned object.
+  //
+  // Errors: DataLoss for truncated or corrupt files (bad header length, malformed JSON, missing or
+  // mistyped fields, unknown dtype, negative dims, offsets reversed / past the data block /
+  // inconsistent with dtype x shape, overlapping tensors, non-string metadata); Unimplemented for
+  // valid safetensors this engine cannot hold (dtypes such as F64, rank > 4). Gaps between
+  // tensors and trailing bytes after the last one are tolerated.
   static StatusOr<std::unique_ptr<SafetensorsFile>> parse(const uint8_t* data, size_t size,
                                                           const std::string& label);
 
@@ -54,7 +61,10 @@ class SafetensorsFile {
 // All tensors of a model folder (single file or sharded), by name.
 class Checkpoint {
  public:
-  // `dir` holds model.safetensors or model.safetensors.index.json (+ shards).
+  // `dir` holds model.safetensors.index.json (+ the shards its "weight_map" names; each shard is
+  // opened once), else model.safetensors, else any number of *.safetensors files (all are loaded).
+  // NotFound for a missing folder, shard, or tensor listed in the index; DataLoss for corruption
+  // or a tensor name present in two files.
   static StatusOr<std::unique_ptr<Checkpoint>> open_dir(const std::string& dir);
   // One explicit file.
   static StatusOr<std::unique_ptr<Checkpoint>> open_file(const std::string& path);
@@ -69,6 +79,11 @@ class Checkpoint {
   int64_t total_parameters() const;
 
  private:
+  static StatusOr<std::unique_ptr<Checkpoint>> open_index(const std::string& dir,
+                                                          const std::string& index_path);
+  // Takes ownership of `file` and indexes its tensors; DataLoss on a name seen in another file.
+  Status add_file(std::unique_ptr<SafetensorsFile> file);
+
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsEntry*> entries_;
@@ -82,6 +97,10 @@ class SafetensorsWriter {
              size_t nbytes);
   void set_metadata(const std::string& key, const std::string& value);
   Status write(const std::string& path) const;
+  // The whole file as `write` would store it: u64 header length, JSON header padded with spaces
+  // to a multiple of 8 bytes, then the data. Tensors are laid out as the Python safetensors
+  // library does: by descending dtype alignment, then by name, so every tensor stays aligned.
+  StatusOr<std::vector<uint8_t>> serialize() const;
 
  private:
   struct Pending {
