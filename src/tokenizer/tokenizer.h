@@ -24,8 +24,14 @@ class Tokenizer {
   // Loads from a folder: tokenizer.json, else vocab.json + merges.txt (+ added_tokens.json /
   // tokenizer_config.json), else tokenizer.model (SentencePiece).
   static StatusOr<std::unique_ptr<Tokenizer>> load_dir(const std::string& dir);
+  // Builds a tokenizer from the text of a tokenizer.json (no tokenizer_config.json: bos/eos/pad
+  // stay unset). `name` prefixes error messages. Used by the fuzzer and tests.
+  static StatusOr<std::unique_ptr<Tokenizer>> load_json_string(
+      std::string_view json, const std::string& name = "tokenizer.json");
 
   virtual TokenizerKind kind() const = 0;
+  // Thread-safe. Input that is not valid UTF-8 is first made valid by replacing each ill-formed
+  // sequence with U+FFFD (HF only ever sees a valid str), so any bytes can be encoded.
   virtual std::vector<int32_t> encode(std::string_view text) const = 0;
   // The bytes a token stands for (byte-level BPE: the decoded bytes; SentencePiece: the piece with
   // U+2581 as a space and <0xNN> byte pieces as raw bytes). May be an incomplete UTF-8 sequence.
