@@ -27,7 +27,7 @@ enum class DType : uint8_t {
 };
 
 struct DTypeInfo {
-  const char* name;             // our name: "f32", "bf16", ...
+  const char* name;              // our name: "f32", "bf16", ...
   const char* safetensors_name;  // "F32", "BF16", ... or nullptr if safetensors has none
   int bits;                      // bits per element
   bool is_float;
@@ -53,7 +53,8 @@ inline float bf16_to_f32(uint16_t h) {
 inline uint16_t f32_to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, sizeof(bits));
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
 }

@@ -18,10 +18,10 @@ void log_message(LogLevel level, const std::string& message);
 
 }  // namespace vila
 
-#define VILA_LOG_DEBUG(msg)                                                              \
-  do {                                                                                   \
-    if (::vila::log_level() <= ::vila::LogLevel::kDebug)                                 \
-      ::vila::log_message(::vila::LogLevel::kDebug, (msg));                              \
+#define VILA_LOG_DEBUG(msg)                                 \
+  do {                                                      \
+    if (::vila::log_level() <= ::vila::LogLevel::kDebug)    \
+      ::vila::log_message(::vila::LogLevel::kDebug, (msg)); \
   } while (0)
 #define VILA_LOG_INFO(msg) ::vila::log_message(::vila::LogLevel::kInfo, (msg))
 #define VILA_LOG_WARN(msg) ::vila::log_message(::vila::LogLevel::kWarn, (msg))

@@ -51,10 +51,10 @@ Status resource_exhausted(std::string msg);
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& status) : status_(status) {}  // NOLINT: implicit by design
+  StatusOr(const Status& status) : status_(status) {}        // NOLINT: implicit by design
   StatusOr(Status&& status) : status_(std::move(status)) {}  // NOLINT
-  StatusOr(const T& value) : value_(value) {}  // NOLINT
-  StatusOr(T&& value) : value_(std::move(value)) {}  // NOLINT
+  StatusOr(const T& value) : value_(value) {}                // NOLINT
+  StatusOr(T&& value) : value_(std::move(value)) {}          // NOLINT
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
@@ -76,9 +76,9 @@ class [[nodiscard]] StatusOr {
 #define VILA_CONCAT_INNER_(a, b) a##b
 #define VILA_CONCAT_(a, b) VILA_CONCAT_INNER_(a, b)
 
-#define VILA_RETURN_IF_ERROR(expr)          \
-  do {                                      \
-    ::vila::Status vila_status_ = (expr);   \
+#define VILA_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::vila::Status vila_status_ = (expr);        \
     if (!vila_status_.ok()) return vila_status_; \
   } while (0)
 

@@ -38,8 +38,8 @@ StatusOr<const LlmArchInfo*> llm_arch_from_config(const JsonFile& config) {
     for (const LlmArchInfo* info : llm_archs()) {
       if (name == info->hf_architecture) return info;
     }
-    return unimplemented(config.path + ": unknown architecture '" + name + "' (supported: " +
-                         supported + ")");
+    return unimplemented(config.path + ": unknown architecture '" + name +
+                         "' (supported: " + supported + ")");
   }
   VILA_ASSIGN_OR_RETURN(std::string model_type, json_string(config, j, "model_type"));
   std::string supported_types;
@@ -47,8 +47,8 @@ StatusOr<const LlmArchInfo*> llm_arch_from_config(const JsonFile& config) {
     if (model_type == info->hf_model_type) return info;
     supported_types += std::string(supported_types.empty() ? "" : ", ") + info->hf_model_type;
   }
-  return unimplemented(config.path + ": unknown model_type '" + model_type + "' (supported: " +
-                       supported_types + ")");
+  return unimplemented(config.path + ": unknown model_type '" + model_type +
+                       "' (supported: " + supported_types + ")");
 }
 
 namespace {

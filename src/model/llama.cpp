@@ -9,8 +9,8 @@ namespace vila {
 namespace {
 
 StatusOr<LlmConfig> llama_load_hparams(const JsonFile& config) {
-  VILA_ASSIGN_OR_RETURN(LlmConfig c, load_llama_family_hparams(config, llama_arch_info(),
-                                                               {/*max_position=*/2048}));
+  VILA_ASSIGN_OR_RETURN(
+      LlmConfig c, load_llama_family_hparams(config, llama_arch_info(), {/*max_position=*/2048}));
   // LlamaAttention: attention_bias applies to q, k, v and o_proj; LlamaMLP: mlp_bias to all three.
   VILA_ASSIGN_OR_RETURN(bool attention_bias,
                         json_bool_or(config, config.json, "attention_bias", false));

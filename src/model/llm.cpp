@@ -5,7 +5,8 @@
 //   T  tokens in the current chunk        C    hidden size
 //   H  attention heads                    Hkv  key/value heads (GQA: H % Hkv == 0)
 //   D  head dim                           F    MLP intermediate size
-//   V  vocabulary                         S    KV cache positions, p0 = cache length before the chunk
+//   V  vocabulary                         S    KV cache positions, p0 = cache length before the
+//   chunk
 //
 // Per layer (HF Qwen2DecoderLayer / LlamaDecoderLayer, fp32):
 //   xn = rms_norm(x);  q, k, v = xn·Wqᵀ+bq, xn·Wkᵀ+bk, xn·Wvᵀ+bv;  rope(q), rope(k)
@@ -210,10 +211,10 @@ Status LanguageModel::forward_chunk(const float* embeds, int64_t t_count, KvCach
 
   if (logits != nullptr && first_logit < T) {
     const int64_t rows = T - first_logit;
-    const TensorView x_rows = f32_view(act_.x + first_logit * C, {rows, C});     // (rows, C)
-    const TensorView xn_rows = f32_view(act_.xn + first_logit * C, {rows, C});   // (rows, C)
-    VILA_RETURN_IF_ERROR(cpu::rms_norm(xn_rows, x_rows, weights_.output_norm,
-                                       static_cast<float>(c.rms_eps)));
+    const TensorView x_rows = f32_view(act_.x + first_logit * C, {rows, C});    // (rows, C)
+    const TensorView xn_rows = f32_view(act_.xn + first_logit * C, {rows, C});  // (rows, C)
+    VILA_RETURN_IF_ERROR(
+        cpu::rms_norm(xn_rows, x_rows, weights_.output_norm, static_cast<float>(c.rms_eps)));
     tap("result_norm", -1, xn_rows.f32(), {rows, C});
     VILA_RETURN_IF_ERROR(cpu::linear(f32_view(logits, {rows, V}), xn_rows, weights_.output));
     tap("result_output", -1, logits, {rows, V});
@@ -233,10 +234,10 @@ Status LanguageModel::attention_block(int layer, int64_t t_count, KvCache& cache
   const TensorView xn = f32_view(act_.xn, {T, C});          // (T, C)
   const TensorView q = f32_view(act_.q, {T, H * D});        // (T, H*D)
   const TensorView attn = f32_view(act_.attn, {T, H * D});  // (T, H*D)
-  const TensorView k_cache = cache.k(layer);                 // (S, Hkv, D)
-  const TensorView v_cache = cache.v(layer);                 // (S, Hkv, D)
-  float* k_new = k_cache.f32() + p0 * Hkv * D;               // (T, Hkv*D) rows p0 .. p0+T-1
-  float* v_new = v_cache.f32() + p0 * Hkv * D;               // (T, Hkv*D)
+  const TensorView k_cache = cache.k(layer);                // (S, Hkv, D)
+  const TensorView v_cache = cache.v(layer);                // (S, Hkv, D)
+  float* k_new = k_cache.f32() + p0 * Hkv * D;              // (T, Hkv*D) rows p0 .. p0+T-1
+  float* v_new = v_cache.f32() + p0 * Hkv * D;              // (T, Hkv*D)
   const TensorView cos = f32_view(act_.rope_cos, {T, D / 2});
   const TensorView sin = f32_view(act_.rope_sin, {T, D / 2});
 
@@ -250,9 +251,8 @@ Status LanguageModel::attention_block(int layer, int64_t t_count, KvCache& cache
   tap("q", layer, q.f32(), {T, H, D});
   tap("k", layer, k_new, {T, Hkv, D});
   tap("v", layer, v_new, {T, Hkv, D});
-  VILA_RETURN_IF_ERROR(cpu::attention_causal(f32_view(attn.f32(), {T, H, D}),
-                                             f32_view(q.f32(), {T, H, D}), k_cache, v_cache, p0,
-                                             scale));
+  VILA_RETURN_IF_ERROR(cpu::attention_causal(
+      f32_view(attn.f32(), {T, H, D}), f32_view(q.f32(), {T, H, D}), k_cache, v_cache, p0, scale));
   tap("attn", layer, attn.f32(), {T, H, D});
   VILA_RETURN_IF_ERROR(cpu::linear(xn, attn, w.o));  // xn (T, C) = o_proj(attn)
   tap("attn_out", layer, xn.f32(), {T, C});
@@ -266,8 +266,8 @@ Status LanguageModel::mlp_block(int layer, int64_t t_count) {
   const int64_t T = t_count, C = c.hidden, F = c.intermediate;
   const auto eps = static_cast<float>(c.rms_eps);
 
-  const TensorView x = f32_view(act_.x, {T, C});       // (T, C) residual
-  const TensorView xn = f32_view(act_.xn, {T, C});     // (T, C)
+  const TensorView x = f32_view(act_.x, {T, C});        // (T, C) residual
+  const TensorView xn = f32_view(act_.xn, {T, C});      // (T, C)
   const TensorView gate = f32_view(act_.gate, {T, F});  // (T, F)
   const TensorView up = f32_view(act_.up, {T, F});      // (T, F)
 
@@ -276,7 +276,7 @@ Status LanguageModel::mlp_block(int layer, int64_t t_count) {
   VILA_RETURN_IF_ERROR(cpu::linear(gate, xn, w.gate));
   VILA_RETURN_IF_ERROR(cpu::linear(up, xn, w.up));
   VILA_RETURN_IF_ERROR(cpu::silu_mul(gate, gate, up));  // gate = silu(gate) * up
-  VILA_RETURN_IF_ERROR(cpu::linear(xn, gate, w.down));   // xn (T, C) = down(gate)
+  VILA_RETURN_IF_ERROR(cpu::linear(xn, gate, w.down));  // xn (T, C) = down(gate)
   tap("ffn_out", layer, xn.f32(), {T, C});
   add_inplace(x.f32(), xn.f32(), T * C);  // x += ffn_out
   return ok_status();

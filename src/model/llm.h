@@ -24,21 +24,21 @@ namespace vila {
 
 // Views into the checkpoint mapping; nothing is copied.
 struct LlmLayerWeights {
-  TensorView attn_norm;  // (C)
-  cpu::LinearWeight q;   // (H*D, C)   bias (H*D) for Qwen2
-  cpu::LinearWeight k;   // (Hkv*D, C) bias (Hkv*D) for Qwen2
-  cpu::LinearWeight v;   // (Hkv*D, C) bias (Hkv*D) for Qwen2
-  cpu::LinearWeight o;   // (C, H*D)
-  TensorView mlp_norm;   // (C)
+  TensorView attn_norm;    // (C)
+  cpu::LinearWeight q;     // (H*D, C)   bias (H*D) for Qwen2
+  cpu::LinearWeight k;     // (Hkv*D, C) bias (Hkv*D) for Qwen2
+  cpu::LinearWeight v;     // (Hkv*D, C) bias (Hkv*D) for Qwen2
+  cpu::LinearWeight o;     // (C, H*D)
+  TensorView mlp_norm;     // (C)
   cpu::LinearWeight gate;  // (F, C)
   cpu::LinearWeight up;    // (F, C)
   cpu::LinearWeight down;  // (C, F)
 };
 
 struct LlmWeights {
-  TensorView token_embd;  // (V, C)
+  TensorView token_embd;                // (V, C)
   std::vector<LlmLayerWeights> layers;  // L entries
-  TensorView output_norm;  // (C)
+  TensorView output_norm;               // (C)
   cpu::LinearWeight output;  // (V, C): lm_head, or token_embd when the embeddings are tied
 };
 
@@ -80,14 +80,14 @@ class LanguageModel {
   // Activation buffers for chunks of up to `tokens` positions, from scratch_.
   struct Activations {
     int64_t tokens = 0;
-    float* x = nullptr;        // (T, C)    residual stream
-    float* xn = nullptr;       // (T, C)    normed block input, then block output
-    float* q = nullptr;        // (T, H*D)  queries
-    float* attn = nullptr;     // (T, H*D)  attention output before o_proj
-    float* gate = nullptr;     // (T, F)
-    float* up = nullptr;       // (T, F)
-    float* rope_cos = nullptr;  // (T, D/2)
-    float* rope_sin = nullptr;  // (T, D/2)
+    float* x = nullptr;            // (T, C)    residual stream
+    float* xn = nullptr;           // (T, C)    normed block input, then block output
+    float* q = nullptr;            // (T, H*D)  queries
+    float* attn = nullptr;         // (T, H*D)  attention output before o_proj
+    float* gate = nullptr;         // (T, F)
+    float* up = nullptr;           // (T, F)
+    float* rope_cos = nullptr;     // (T, D/2)
+    float* rope_sin = nullptr;     // (T, D/2)
     int64_t* positions = nullptr;  // (T)
   };
 

@@ -9,13 +9,14 @@ namespace vila {
 namespace {
 
 StatusOr<LlmConfig> qwen2_load_hparams(const JsonFile& config) {
-  VILA_ASSIGN_OR_RETURN(LlmConfig c, load_llama_family_hparams(config, qwen2_arch_info(),
-                                                               {/*max_position=*/32768}));
+  VILA_ASSIGN_OR_RETURN(
+      LlmConfig c, load_llama_family_hparams(config, qwen2_arch_info(), {/*max_position=*/32768}));
   // Sliding-window attention (off in every released Qwen2/2.5 config) is not implemented.
-  VILA_ASSIGN_OR_RETURN(bool sliding, json_bool_or(config, config.json, "use_sliding_window", false));
+  VILA_ASSIGN_OR_RETURN(bool sliding,
+                        json_bool_or(config, config.json, "use_sliding_window", false));
   if (sliding) {
-    return unimplemented(config.path +
-                         ": field 'use_sliding_window' = true is not supported (full attention only)");
+    return unimplemented(
+        config.path + ": field 'use_sliding_window' = true is not supported (full attention only)");
   }
   c.qkv_bias = true;  // Qwen2Attention: q/k/v_proj bias=True, o_proj bias=False
   c.o_bias = false;

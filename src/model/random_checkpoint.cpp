@@ -42,8 +42,7 @@ class TensorFactory {
     std::vector<float> values(static_cast<size_t>(shape.numel()));
     for (float& v : values) v = stddev > 0 ? dist(rng_) : mean;
     std::vector<uint8_t> bytes(static_cast<size_t>(dtype_bytes(dtype_, shape.numel())));
-    VILA_RETURN_IF_ERROR(
-        convert_from_f32(values.data(), dtype_, bytes.data(), shape.numel()));
+    VILA_RETURN_IF_ERROR(convert_from_f32(values.data(), dtype_, bytes.data(), shape.numel()));
     return writer_.add(name, dtype_, shape, bytes.data(), bytes.size());
   }
 
@@ -102,7 +101,8 @@ Status write_random_llm(const std::string& dir, const RandomLlmSpec& spec) {
     VILA_RETURN_IF_ERROR(f.add(p + "mlp.down_proj.weight", {C, F}, 0, 0.02f));
   }
   VILA_RETURN_IF_ERROR(f.add("model.norm.weight", {C}, 1, 0));
-  if (!spec.tie_embeddings) VILA_RETURN_IF_ERROR(f.add("lm_head.weight", {spec.vocab, C}, 0, 0.02f));
+  if (!spec.tie_embeddings)
+    VILA_RETURN_IF_ERROR(f.add("lm_head.weight", {spec.vocab, C}, 0, 0.02f));
   return writer.write(path_join(dir, "model.safetensors"));
 }
 

@@ -153,15 +153,14 @@ StatusOr<std::unique_ptr<VilaModel>> VilaModel::load(const std::string& dir,
   return model;
 }
 
-StatusOr<std::vector<int32_t>> VilaModel::encode_prompt(const std::string& prompt,
-                                                        bool raw) const {
+StatusOr<std::vector<int32_t>> VilaModel::encode_prompt(const std::string& prompt, bool raw) const {
   std::vector<int32_t> ids;
   ChatTemplate templ = chat_template_;
   if (raw) templ.kind = ChatTemplateKind::kNone;
   if (templ.prepend_bos()) {
     if (!tokenizer_->bos_id) {
-      return invalid_argument(llm_dir_ + ": chat template " +
-                              chat_template_name(templ.kind) + " needs a BOS token, none is set");
+      return invalid_argument(llm_dir_ + ": chat template " + chat_template_name(templ.kind) +
+                              " needs a BOS token, none is set");
     }
     ids.push_back(*tokenizer_->bos_id);
   }

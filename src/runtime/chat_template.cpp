@@ -52,20 +52,28 @@ std::string ChatTemplate::render_user_turn(std::string_view user_message) const 
 
 std::string ChatTemplate::end_of_turn() const {
   switch (kind) {
-    case ChatTemplateKind::kQwen2: return "<|im_end|>";
-    case ChatTemplateKind::kVicunaV1: return "</s>";
-    case ChatTemplateKind::kLlama3: return "<|eot_id|>";
-    case ChatTemplateKind::kNone: return "";
+    case ChatTemplateKind::kQwen2:
+      return "<|im_end|>";
+    case ChatTemplateKind::kVicunaV1:
+      return "</s>";
+    case ChatTemplateKind::kLlama3:
+      return "<|eot_id|>";
+    case ChatTemplateKind::kNone:
+      return "";
   }
   return "";
 }
 
 const char* chat_template_name(ChatTemplateKind kind) {
   switch (kind) {
-    case ChatTemplateKind::kNone: return "none";
-    case ChatTemplateKind::kQwen2: return "qwen2";
-    case ChatTemplateKind::kVicunaV1: return "vicuna_v1";
-    case ChatTemplateKind::kLlama3: return "llama_3";
+    case ChatTemplateKind::kNone:
+      return "none";
+    case ChatTemplateKind::kQwen2:
+      return "qwen2";
+    case ChatTemplateKind::kVicunaV1:
+      return "vicuna_v1";
+    case ChatTemplateKind::kLlama3:
+      return "llama_3";
   }
   return "none";
 }

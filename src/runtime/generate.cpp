@@ -32,8 +32,8 @@ int64_t effective_context(const LanguageModel& llm, int64_t requested) {
 }
 
 // Feeds `ids` through the model in chunks; writes the logits of the last position to `last`.
-Status prefill(LanguageModel& llm, KvCache& cache, const std::vector<int32_t>& ids,
-               int64_t chunk, std::vector<float>& last) {
+Status prefill(LanguageModel& llm, KvCache& cache, const std::vector<int32_t>& ids, int64_t chunk,
+               std::vector<float>& last) {
   const int64_t hidden = llm.config().hidden;
   std::vector<float> embeds;
   const auto n = static_cast<int64_t>(ids.size());
@@ -103,8 +103,8 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
   KvCache cache = llm.make_cache(std::min(context, n_prompt + options.max_new_tokens));
   std::vector<float> logits(static_cast<size_t>(vocab));
   auto t0 = Clock::now();
-  VILA_RETURN_IF_ERROR(prefill(llm, cache, prompt_ids, std::max<int64_t>(1, options.prefill_chunk),
-                               logits));
+  VILA_RETURN_IF_ERROR(
+      prefill(llm, cache, prompt_ids, std::max<int64_t>(1, options.prefill_chunk), logits));
   result.timings.prefill_ms = ms_since(t0);
 
   Sampler sampler(options.sampling);

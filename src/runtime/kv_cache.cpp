@@ -13,7 +13,8 @@ KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t 
       head_dim_(std::max<int64_t>(head_dim, 0)) {
   const int64_t per_tensor = n_layers_ * max_seq_ * n_kv_heads_ * head_dim_;
   // One block holding K then V.
-  auto* data = static_cast<float*>(arena_.alloc(static_cast<size_t>(2 * per_tensor) * sizeof(float)));
+  auto* data =
+      static_cast<float*>(arena_.alloc(static_cast<size_t>(2 * per_tensor) * sizeof(float)));
   k_ = data;
   v_ = data + per_tensor;
 }
@@ -39,20 +40,21 @@ Status KvCache::truncate(int64_t n) {
 }
 
 TensorView KvCache::k(int64_t layer) const {
-  return {k_ + layer * max_seq_ * n_kv_heads_ * head_dim_, DType::kF32,
+  return {k_ + layer * max_seq_ * n_kv_heads_ * head_dim_,
+          DType::kF32,
           {max_seq_, n_kv_heads_, head_dim_}};
 }
 
 TensorView KvCache::v(int64_t layer) const {
-  return {v_ + layer * max_seq_ * n_kv_heads_ * head_dim_, DType::kF32,
+  return {v_ + layer * max_seq_ * n_kv_heads_ * head_dim_,
+          DType::kF32,
           {max_seq_, n_kv_heads_, head_dim_}};
 }
 
 Status KvCache::check_room(int64_t n) const {
   if (n < 0 || length_ + n > max_seq_) {
-    return out_of_range(std::to_string(n) + " new positions at length " +
-                        std::to_string(length_) + " exceed the KV cache capacity " +
-                        std::to_string(max_seq_));
+    return out_of_range(std::to_string(n) + " new positions at length " + std::to_string(length_) +
+                        " exceed the KV cache capacity " + std::to_string(max_seq_));
   }
   return ok_status();
 }

@@ -32,8 +32,8 @@ class KvCache {
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
-  int64_t length() const { return length_; }      // positions filled
-  int64_t capacity() const { return max_seq_; }   // positions that fit
+  int64_t length() const { return length_; }     // positions filled
+  int64_t capacity() const { return max_seq_; }  // positions that fit
   int64_t remaining() const { return max_seq_ - length_; }
   int64_t n_layers() const { return n_layers_; }
   int64_t n_kv_heads() const { return n_kv_heads_; }

@@ -145,7 +145,8 @@ class SpTokenizer : public Tokenizer {
 
 // The BPE that HF builds from a SentencePiece model: vocabulary = pieces by id; merges = for every
 // piece (in id order), each split into two pieces that are both in the vocabulary (ordered by the
-// ids of left then right), all sorted by the piece's score, best first (a stable sort, as Python's).
+// ids of left then right), all sorted by the piece's score, best first (a stable sort, as
+// Python's).
 StatusOr<BpeModel> bpe_from_sentencepiece(const sentencepiece::SentencePieceProcessor& sp,
                                           const std::string& path) {
   VocabMap vocab;
@@ -168,7 +169,8 @@ StatusOr<BpeModel> bpe_from_sentencepiece(const sentencepiece::SentencePieceProc
       if ((static_cast<unsigned char>(piece[cut]) & 0xC0) == 0x80) continue;  // mid code point
       auto l = vocab.find(std::string_view(piece).substr(0, cut));
       auto r = vocab.find(std::string_view(piece).substr(cut));
-      if (l != vocab.end() && r != vocab.end()) local.push_back({l->second, r->second, sp.GetScore(id)});
+      if (l != vocab.end() && r != vocab.end())
+        local.push_back({l->second, r->second, sp.GetScore(id)});
     }
     std::sort(local.begin(), local.end(), [](const Merge& a, const Merge& b) {
       return a.left != b.left ? a.left < b.left : a.right < b.right;

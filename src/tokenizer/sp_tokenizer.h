@@ -15,8 +15,8 @@ namespace vila::tok {
 // SentencePiece pieces whose merges are every split of a piece into two pieces, ordered by the
 // piece's score; byte fallback; unk fused. `added` are matched in the raw text first (longest match
 // first, with lstrip / rstrip / single_word). Spaces become "▁"; the "▁" prefix goes in front of
-// every text segment when `legacy` (HF's Prepend normalizer), else only in front of the segment that
-// starts the text and only where no "▁" is there already (Metaspace, prepend_scheme "first").
+// every text segment when `legacy` (HF's Prepend normalizer), else only in front of the segment
+// that starts the text and only where no "▁" is there already (Metaspace, prepend_scheme "first").
 StatusOr<std::unique_ptr<Tokenizer>> load_sentencepiece(const std::string& path,
                                                         const std::vector<AddedToken>& added,
                                                         bool legacy);

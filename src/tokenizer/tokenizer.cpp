@@ -211,8 +211,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::load_dir(const std::string& dir)
     result = std::move(t);
   } else if (file_exists(model_path)) {
     // HF's LlamaTokenizer treats a missing `legacy` as true.
-    VILA_ASSIGN_OR_RETURN(result,
-                          tok::load_sentencepiece(model_path, cfg.added, cfg.legacy.value_or(true)));
+    VILA_ASSIGN_OR_RETURN(
+        result, tok::load_sentencepiece(model_path, cfg.added, cfg.legacy.value_or(true)));
     // LlamaTokenizer's default is add_bos_token=True.
     result->add_bos_token = cfg.add_bos_token.value_or(true);
   } else {

@@ -34,8 +34,8 @@ RunResult run_cli(const std::string& args, const std::string& stdin_text = "") {
   const std::string in = (dir / "in").string(), out = (dir / "out").string(),
                     err = (dir / "err").string();
   std::ofstream(in) << stdin_text;
-  const std::string cmd = std::string(VILA_CLI_PATH) + " " + args + " <" + in + " >" + out +
-                          " 2>" + err;
+  const std::string cmd =
+      std::string(VILA_CLI_PATH) + " " + args + " <" + in + " >" + out + " 2>" + err;
   const int status = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -73,9 +73,9 @@ void expect_clean_error(const RunResult& r, const std::string& needle) {
 }
 
 TEST(Cli, GenerateJson) {
-  const RunResult r =
-      run_cli("generate --model " + quote(kNvila) + " --prompt 'Hello there' --max-new-tokens 5 "
-              "--json");
+  const RunResult r = run_cli("generate --model " + quote(kNvila) +
+                              " --prompt 'Hello there' --max-new-tokens 5 "
+                              "--json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   for (const char* key : {"text", "token_ids", "prompt_tokens", "timings"}) {
@@ -95,8 +95,9 @@ TEST(Cli, GenerateIsDeterministicWithASeed) {
 }
 
 TEST(Cli, ScoreJson) {
-  const RunResult r = run_cli("score --model " + quote(kModel) +
-                              " --prompt 'The capital of France is' --continuation ' Paris' --json");
+  const RunResult r =
+      run_cli("score --model " + quote(kModel) +
+              " --prompt 'The capital of France is' --continuation ' Paris' --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   const auto lps = j["token_logprobs"].get<std::vector<double>>();
@@ -165,9 +166,9 @@ TEST(CliBadInput, BadJsonHeader) {
 }
 
 // Rewrites model.safetensors through `edit`, which may drop or replace tensors.
-void rewrite_checkpoint(const std::string& path,
-                        const std::function<void(const SafetensorsEntry&, SafetensorsWriter&)>&
-                            edit) {
+void rewrite_checkpoint(
+    const std::string& path,
+    const std::function<void(const SafetensorsEntry&, SafetensorsWriter&)>& edit) {
   SafetensorsWriter writer;
   {
     auto file = SafetensorsFile::open(path);
@@ -180,7 +181,9 @@ void rewrite_checkpoint(const std::string& path,
 TEST(CliBadInput, MissingTensor) {
   ModelCopy m(kModel);
   rewrite_checkpoint(m.path("model.safetensors"), [](const SafetensorsEntry& e, auto& w) {
-    if (e.name != "model.norm.weight") ASSERT_TRUE(w.add(e.name, e.dtype, e.shape, e.data, e.nbytes).ok());
+    if (e.name != "model.norm.weight") {
+      ASSERT_TRUE(w.add(e.name, e.dtype, e.shape, e.data, e.nbytes).ok());
+    }
   });
   expect_clean_error(run_cli("info --model " + quote(m.path())), "model.norm.weight");
 }
@@ -220,15 +223,15 @@ TEST(CliBadInput, MalformedConfigJson) {
 TEST(CliBadInput, PromptLongerThanTheContext) {
   std::string prompt;
   for (int i = 0; i < 50; ++i) prompt += "word ";
-  expect_clean_error(run_cli("generate --model " + quote(kModel) + " --raw --ctx-size 16 --prompt " +
-                             quote(prompt)),
+  expect_clean_error(run_cli("generate --model " + quote(kModel) +
+                             " --raw --ctx-size 16 --prompt " + quote(prompt)),
                      "context");
 }
 
 TEST(CliBadInput, ImagesAreRefusedUntilTheVisionPathExists) {
-  expect_clean_error(run_cli("generate --model " + quote(kNvila) +
-                             " --image /tmp/x.jpg --prompt 'What is this?'"),
-                     "--image");
+  expect_clean_error(
+      run_cli("generate --model " + quote(kNvila) + " --image /tmp/x.jpg --prompt 'What is this?'"),
+      "--image");
 }
 
 }  // namespace

@@ -46,8 +46,8 @@ struct TinySpec {
   bool round_to_bf16 = false;  // f32 checkpoint holding bf16-representable values
   uint64_t seed = 1;
   nlohmann::json extra_config = nlohmann::json::object();  // merged over config.json
-  std::set<std::string> drop;                               // tensors left out
-  std::map<std::string, Shape> reshape;                     // tensors written with a wrong shape
+  std::set<std::string> drop;                              // tensors left out
+  std::map<std::string, Shape> reshape;                    // tensors written with a wrong shape
   bool write_lm_head_when_tied = false;
   int shards = 1;  // > 1: model-0000k-of-0000n.safetensors + model.safetensors.index.json
 
@@ -160,17 +160,16 @@ StatusOr<TinyWeights> write_tiny(const std::string& dir, const TinySpec& s) {
     std::vector<uint8_t> bytes(static_cast<size_t>(dtype_bytes(s.dtype, shape.numel())));
     VILA_RETURN_IF_ERROR(convert_from_f32(values.data(), s.dtype, bytes.data(), shape.numel()));
     const int k = static_cast<int>(i % static_cast<size_t>(s.shards));
-    VILA_RETURN_IF_ERROR(writers[static_cast<size_t>(k)].add(name, s.dtype, shape, bytes.data(),
-                                                             bytes.size()));
+    VILA_RETURN_IF_ERROR(
+        writers[static_cast<size_t>(k)].add(name, s.dtype, shape, bytes.data(), bytes.size()));
     weight_map[name] = shard_name(k);
   }
   for (int k = 0; k < s.shards; ++k) {
     VILA_RETURN_IF_ERROR(writers[static_cast<size_t>(k)].write(path_join(dir, shard_name(k))));
   }
   if (s.shards > 1) {
-    const std::string index = nlohmann::json{{"metadata", nlohmann::json::object()},
-                                             {"weight_map", weight_map}}
-                                  .dump();
+    const std::string index =
+        nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", weight_map}}.dump();
     VILA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, "model.safetensors.index.json"),
                                            index.data(), index.size()));
   }
@@ -545,7 +544,8 @@ TEST_F(LlmTest, PartialLogitsAcrossChunks) {
     ASSERT_TRUE(m->embed(ids.data(), n, embeds.data()).ok());
     KvCache cache = m->make_cache(n);
     std::vector<float> logits(static_cast<size_t>(std::max<int64_t>(n_logits, 1) * V), 7.0f);
-    ASSERT_TRUE(m->forward(embeds.data(), n, cache, n_logits ? logits.data() : nullptr, n_logits).ok());
+    ASSERT_TRUE(
+        m->forward(embeds.data(), n, cache, n_logits ? logits.data() : nullptr, n_logits).ok());
     for (int64_t r = 0; r < n_logits; ++r) {
       for (int64_t j = 0; j < V; ++j) {
         ASSERT_NEAR(logits[r * V + j], all[(n - n_logits + r) * V + j], 1e-5) << n_logits;
@@ -657,8 +657,7 @@ TEST_F(LlmTest, UnknownArchitecture) {
   t.extra_config = {{"architectures", nullptr}, {"model_type", "mistral"}};
   const Status st2 = load_status("mistral", t);
   EXPECT_EQ(st2.code(), StatusCode::kUnimplemented);
-  EXPECT_NE(st2.message().find("unknown model_type 'mistral'"), std::string::npos)
-      << st2.message();
+  EXPECT_NE(st2.message().find("unknown model_type 'mistral'"), std::string::npos) << st2.message();
 
   TinySpec l;
   l.extra_config = {{"architectures", nullptr}, {"model_type", "qwen2"}};

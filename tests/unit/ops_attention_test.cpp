@@ -23,8 +23,8 @@ class AttentionLevels : public ::testing::TestWithParam<SimdLevel> {
 };
 
 TEST_P(AttentionLevels, MatchesReference) {
-  const AttnCase cases[] = {{1, 1, 1, 1, 0, 0},  {1, 4, 2, 8, 5, 3},   {7, 6, 3, 16, 0, 0},
-                            {5, 14, 2, 64, 11, 1}, {33, 4, 1, 32, 3, 0}, {3, 8, 8, 7, 2, 5},
+  const AttnCase cases[] = {{1, 1, 1, 1, 0, 0},    {1, 4, 2, 8, 5, 3},    {7, 6, 3, 16, 0, 0},
+                            {5, 14, 2, 64, 11, 1}, {33, 4, 1, 32, 3, 0},  {3, 8, 8, 7, 2, 5},
                             {64, 2, 1, 128, 0, 0}, {1, 14, 2, 64, 300, 0}};
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0.0f, 1.5f);
@@ -43,10 +43,10 @@ TEST_P(AttentionLevels, MatchesReference) {
     }
     const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(tc.d)));
     std::vector<float> out(q.size(), -7.0f);
-    const Status st = attention_causal({out.data(), DType::kF32, {tc.t, tc.h, tc.d}},
-                                       {q.data(), DType::kF32, {tc.t, tc.h, tc.d}},
-                                       {k.data(), DType::kF32, {s_len, tc.h_kv, tc.d}},
-                                       {v.data(), DType::kF32, {s_len, tc.h_kv, tc.d}}, tc.p0, scale);
+    const Status st = attention_causal(
+        {out.data(), DType::kF32, {tc.t, tc.h, tc.d}}, {q.data(), DType::kF32, {tc.t, tc.h, tc.d}},
+        {k.data(), DType::kF32, {s_len, tc.h_kv, tc.d}},
+        {v.data(), DType::kF32, {s_len, tc.h_kv, tc.d}}, tc.p0, scale);
     ASSERT_TRUE(st.ok()) << st.to_string();
 
     const int64_t group = tc.h / tc.h_kv;
@@ -59,7 +59,8 @@ TEST_P(AttentionLevels, MatchesReference) {
         for (int64_t j = 0; j < n_keys; ++j) {
           double s = 0.0;
           for (int64_t i = 0; i < tc.d; ++i) {
-            s += static_cast<double>(q[(t * tc.h + h) * tc.d + i]) * k[(j * tc.h_kv + g) * tc.d + i];
+            s +=
+                static_cast<double>(q[(t * tc.h + h) * tc.d + i]) * k[(j * tc.h_kv + g) * tc.d + i];
           }
           p[j] = s * scale;
           mx = std::max(mx, p[j]);
@@ -85,16 +86,16 @@ INSTANTIATE_TEST_SUITE_P(Ops, AttentionLevels,
 TEST(OpsAttention, RejectsBadGroupingAndOverflow) {
   std::vector<float> q(3 * 4), k(8 * 2 * 4), v(k.size()), out(q.size());
   // H = 3 not a multiple of Hkv = 2
-  EXPECT_EQ(attention_causal({out.data(), DType::kF32, {1, 3, 4}}, {q.data(), DType::kF32, {1, 3, 4}},
-                             {k.data(), DType::kF32, {8, 2, 4}}, {v.data(), DType::kF32, {8, 2, 4}},
-                             0, 0.5f)
+  EXPECT_EQ(attention_causal({out.data(), DType::kF32, {1, 3, 4}},
+                             {q.data(), DType::kF32, {1, 3, 4}}, {k.data(), DType::kF32, {8, 2, 4}},
+                             {v.data(), DType::kF32, {8, 2, 4}}, 0, 0.5f)
                 .code(),
             StatusCode::kInvalidArgument);
   // positions past the cache
   std::vector<float> q2(2 * 4), out2(q2.size());
-  EXPECT_EQ(attention_causal({out2.data(), DType::kF32, {1, 2, 4}},
-                             {q2.data(), DType::kF32, {1, 2, 4}}, {k.data(), DType::kF32, {8, 2, 4}},
-                             {v.data(), DType::kF32, {8, 2, 4}}, 8, 0.5f)
+  EXPECT_EQ(attention_causal(
+                {out2.data(), DType::kF32, {1, 2, 4}}, {q2.data(), DType::kF32, {1, 2, 4}},
+                {k.data(), DType::kF32, {8, 2, 4}}, {v.data(), DType::kF32, {8, 2, 4}}, 8, 0.5f)
                 .code(),
             StatusCode::kOutOfRange);
 }

@@ -24,9 +24,9 @@ TEST(OpsEmbedding, GathersRowsInAnyDtype) {
     std::vector<float> rounded(table.size());
     ASSERT_TRUE(convert_to_f32(dt, bytes.data(), rounded.data(), v * c).ok());
     std::vector<float> out(static_cast<size_t>(n * c));
-    ASSERT_TRUE(embedding({out.data(), DType::kF32, {n, c}}, {bytes.data(), dt, {v, c}},
-                          ids.data(), n)
-                    .ok());
+    ASSERT_TRUE(
+        embedding({out.data(), DType::kF32, {n, c}}, {bytes.data(), dt, {v, c}}, ids.data(), n)
+            .ok());
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t j = 0; j < c; ++j) ASSERT_EQ(out[i * c + j], rounded[ids[i] * c + j]);
     }
@@ -36,14 +36,15 @@ TEST(OpsEmbedding, GathersRowsInAnyDtype) {
 TEST(OpsEmbedding, RejectsOutOfRangeIds) {
   std::vector<float> table(4 * 3), out(2 * 3);
   const int32_t ids[] = {1, 4};
-  const Status s = embedding({out.data(), DType::kF32, {2, 3}},
-                             {table.data(), DType::kF32, {4, 3}}, ids, 2);
+  const Status s =
+      embedding({out.data(), DType::kF32, {2, 3}}, {table.data(), DType::kF32, {4, 3}}, ids, 2);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("token id 4 at position 1"), std::string::npos) << s.message();
   const int32_t neg[] = {-1};
-  EXPECT_EQ(embedding({out.data(), DType::kF32, {1, 3}}, {table.data(), DType::kF32, {4, 3}}, neg, 1)
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      embedding({out.data(), DType::kF32, {1, 3}}, {table.data(), DType::kF32, {4, 3}}, neg, 1)
+          .code(),
+      StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -47,15 +47,15 @@ class SimdLevels : public ::testing::TestWithParam<SimdLevel> {
 };
 
 TEST_P(SimdLevels, LinearMatchesReference) {
-  const LinearCase cases[] = {{1, 1, 1},     {1, 17, 5},    {2, 257, 300}, {3, 33, 65},
-                              {4, 129, 31},  {5, 64, 7},    {17, 100, 300}, {64, 257, 129},
+  const LinearCase cases[] = {{1, 1, 1},       {1, 17, 5},     {2, 257, 300},  {3, 33, 65},
+                              {4, 129, 31},    {5, 64, 7},     {17, 100, 300}, {64, 257, 129},
                               {6, 2048, 1100}, {1, 896, 2000}, {9, 0, 4}};
   const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF16};
   const LinearAlgo algos[] = {LinearAlgo::kAuto, LinearAlgo::kGemv, LinearAlgo::kGemm};
   std::mt19937 rng(1234);
   for (const LinearCase& tc : cases) {
     for (DType wdt : dtypes) {
-      for (int bias_kind = 0; bias_kind < 3; ++bias_kind) {  // none, f32, bf16
+      for (int bias_kind = 0; bias_kind < 3; ++bias_kind) {    // none, f32, bf16
         if (tc.k * tc.n > 100000 && bias_kind != 2) continue;  // big shapes: one bias variant
         HostWeight w = make_weight(wdt, {tc.n, tc.k}, rng);
         HostWeight b = make_weight(bias_kind == 2 ? DType::kBF16 : DType::kF32, {tc.n}, rng);
@@ -69,8 +69,8 @@ TEST_P(SimdLevels, LinearMatchesReference) {
           for (int64_t j = 0; j < tc.n; ++j) {
             double s = 0.0, a = 0.0;
             for (int64_t p = 0; p < tc.k; ++p) {
-              const double prod = static_cast<double>(x.values[i * tc.k + p]) *
-                                  w.values[j * tc.k + p];
+              const double prod =
+                  static_cast<double>(x.values[i * tc.k + p]) * w.values[j * tc.k + p];
               s += prod;
               a += std::fabs(prod);
             }
@@ -108,7 +108,8 @@ TEST_P(SimdLevels, GemvRowsMatchesScalarDefinition) {
         continue;
       }
       double s = 0.0;
-      for (int k = 0; k < 37; ++k) s += static_cast<double>(x.values[m * 37 + k]) * w.values[n * 37 + k];
+      for (int k = 0; k < 37; ++k)
+        s += static_cast<double>(x.values[m * 37 + k]) * w.values[n * 37 + k];
       EXPECT_NEAR(out[m * 10 + n], s, 1e-5);
     }
   }

@@ -20,7 +20,8 @@ std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean = 0.0f
 }
 
 // Stores `values` in `dtype` and returns the rounded values back (what the op will see).
-std::vector<float> store(const std::vector<float>& values, DType dtype, std::vector<uint8_t>& bytes) {
+std::vector<float> store(const std::vector<float>& values, DType dtype,
+                         std::vector<uint8_t>& bytes) {
   const auto n = static_cast<int64_t>(values.size());
   bytes.resize(static_cast<size_t>(dtype_bytes(dtype, n)));
   EXPECT_TRUE(convert_from_f32(values.data(), dtype, bytes.data(), n).ok());
@@ -46,9 +47,11 @@ TEST(OpsNorm, RmsNormMatchesReference) {
         std::vector<double> ref(x.size());
         for (int64_t r = 0; r < tc.rows; ++r) {
           double ss = 0.0;
-          for (int64_t i = 0; i < tc.cols; ++i) ss += static_cast<double>(x[r * tc.cols + i]) * x[r * tc.cols + i];
+          for (int64_t i = 0; i < tc.cols; ++i)
+            ss += static_cast<double>(x[r * tc.cols + i]) * x[r * tc.cols + i];
           const double inv = 1.0 / std::sqrt(ss / static_cast<double>(tc.cols) + eps);
-          for (int64_t i = 0; i < tc.cols; ++i) ref[r * tc.cols + i] = w[i] * (x[r * tc.cols + i] * inv);
+          for (int64_t i = 0; i < tc.cols; ++i)
+            ref[r * tc.cols + i] = w[i] * (x[r * tc.cols + i] * inv);
         }
         std::vector<float> out(x.size());
         float* dst = in_place ? x.data() : out.data();
@@ -90,12 +93,10 @@ TEST(OpsNorm, LayerNormMatchesReference) {
           }
         }
         std::vector<float> out(x.size());
-        const Status s = layer_norm({out.data(), DType::kF32, {tc.rows, tc.cols}},
-                                    {x.data(), DType::kF32, {tc.rows, tc.cols}},
-                                    {w_bytes.data(), wdt, {tc.cols}},
-                                    with_bias ? TensorView{b_bytes.data(), wdt, {tc.cols}}
-                                              : TensorView{},
-                                    eps);
+        const Status s = layer_norm(
+            {out.data(), DType::kF32, {tc.rows, tc.cols}},
+            {x.data(), DType::kF32, {tc.rows, tc.cols}}, {w_bytes.data(), wdt, {tc.cols}},
+            with_bias ? TensorView{b_bytes.data(), wdt, {tc.cols}} : TensorView{}, eps);
         ASSERT_TRUE(s.ok()) << s.to_string();
         for (size_t i = 0; i < ref.size(); ++i) {
           ASSERT_NEAR(out[i], ref[i], 2e-6 + 2e-6 * std::fabs(ref[i]))

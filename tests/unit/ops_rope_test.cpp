@@ -33,7 +33,8 @@ TEST(OpsRope, TablesMatchDoubleReference) {
 }
 
 TEST(OpsRope, TablesFollowHfFloat32Order) {
-  // HF: inv_freq = 1 / theta ** (arange(0, D, 2).float() / D) in fp32; freq = float(pos) * inv_freq.
+  // HF: inv_freq = 1 / theta ** (arange(0, D, 2).float() / D) in fp32; freq = float(pos) *
+  // inv_freq.
   const int64_t d = 64;
   const double theta = 1e6;
   std::vector<int64_t> pos = {4095, 30000};
@@ -55,13 +56,13 @@ TEST(OpsRope, TablesFollowHfFloat32Order) {
 TEST(OpsRope, ApplyRotatesHalves) {
   std::mt19937 rng(5);
   std::normal_distribution<float> dist;
-  for (auto [t, h, d] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 2}, {3, 5, 8}, {7, 2, 64},
-                         {4, 14, 64}}) {
+  for (auto [t, h, d] :
+       {std::tuple<int64_t, int64_t, int64_t>{1, 1, 2}, {3, 5, 8}, {7, 2, 64}, {4, 14, 64}}) {
     std::vector<int64_t> pos(static_cast<size_t>(t));
     for (int64_t i = 0; i < t; ++i) pos[static_cast<size_t>(i)] = 3 * i + 1;
     std::vector<float> c(static_cast<size_t>(t * d / 2)), s(c.size());
-    ASSERT_TRUE(rope_cos_sin({c.data(), DType::kF32, {t, d / 2}}, {s.data(), DType::kF32, {t, d / 2}},
-                             pos.data(), 10000.0)
+    ASSERT_TRUE(rope_cos_sin({c.data(), DType::kF32, {t, d / 2}},
+                             {s.data(), DType::kF32, {t, d / 2}}, pos.data(), 10000.0)
                     .ok());
     std::vector<float> x(static_cast<size_t>(t * h * d));
     for (float& v : x) v = dist(rng);

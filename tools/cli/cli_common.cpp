@@ -34,12 +34,14 @@ std::string text_or_stdin(const std::string& text) {
 
 Status check_no_images(const std::vector<std::string>& images, const std::string& prompt) {
   if (!images.empty()) {
-    return unimplemented("--image: the vision path (SigLIP + projector) is not implemented yet; "
-                         "run text-only prompts for now");
+    return unimplemented(
+        "--image: the vision path (SigLIP + projector) is not implemented yet; "
+        "run text-only prompts for now");
   }
   if (prompt.find("<image>") != std::string::npos) {
-    return unimplemented("the prompt contains an <image> marker but image input is not "
-                         "implemented yet");
+    return unimplemented(
+        "the prompt contains an <image> marker but image input is not "
+        "implemented yet");
   }
   return ok_status();
 }

@@ -77,7 +77,7 @@ struct ModelRun {
   std::string label;
   int64_t params = 0;
   double prefill_flops = 0;  // GEMM + attention FLOPs of one prefill (head on the last row only)
-  double weight_bytes = 0;  // bytes read per decode step (all weights once)
+  double weight_bytes = 0;   // bytes read per decode step (all weights once)
   double prefill_s = 0, decode_s = 0;
   int64_t prompt_tokens = 0, decode_tokens = 0;
 };
@@ -88,21 +88,23 @@ Status bench_model(const std::string& dir, const std::string& label, const Bench
   const LlmConfig& c = llm->config();
   run.label = label;
   run.params = llm->parameter_count();
-  const double embed_bytes = static_cast<double>(dtype_bytes(c.weight_dtype, c.vocab_size * c.hidden));
+  const double embed_bytes =
+      static_cast<double>(dtype_bytes(c.weight_dtype, c.vocab_size * c.hidden));
   // Decode reads every weight once except the embedding table (one row), unless it is the head.
   run.weight_bytes = static_cast<double>(dtype_bytes(c.weight_dtype, run.params)) -
                      (c.tie_embeddings ? 0.0 : embed_bytes);
   run.prompt_tokens = args.prompt_tokens;
   run.decode_tokens = args.decode_tokens;
-  // Every linear weight multiplies every prompt row (2 FLOPs per weight per row); the embedding is a
-  // gather, the head runs on the last row only; causal attention adds QK^T and PV over P^2/2 pairs.
+  // Every linear weight multiplies every prompt row (2 FLOPs per weight per row); the embedding is
+  // a gather, the head runs on the last row only; causal attention adds QK^T and PV over P^2/2
+  // pairs.
   const double table = static_cast<double>(c.vocab_size * c.hidden);
   const double linear_params =
       static_cast<double>(run.params) - table * (c.tie_embeddings ? 1.0 : 2.0);
   const auto p = static_cast<double>(args.prompt_tokens);
-  run.prefill_flops = 2.0 * linear_params * p + 2.0 * table +
-                      2.0 * 2.0 * static_cast<double>(c.n_layers * c.n_heads * c.head_dim) * p *
-                          (p + 1) / 2.0;
+  run.prefill_flops =
+      2.0 * linear_params * p + 2.0 * table +
+      2.0 * 2.0 * static_cast<double>(c.n_layers * c.n_heads * c.head_dim) * p * (p + 1) / 2.0;
   std::vector<int32_t> ids(static_cast<size_t>(args.prompt_tokens));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919) % c.vocab_size);
   std::vector<float> embeds(static_cast<size_t>(args.prompt_tokens * c.hidden));
@@ -141,8 +143,8 @@ int run_bench(const BenchArgs& args) {
       spec.dtype = *dtype;
       const std::string dir = args.cache_dir + "/" + args.preset + "-" + dtype_name(*dtype);
       if (!file_exists(path_join(dir, "model.safetensors"))) {
-        std::fprintf(stderr, "bench: writing random %s weights (%s) to %s\n",
-                     args.preset.c_str(), dtype_name(*dtype), dir.c_str());
+        std::fprintf(stderr, "bench: writing random %s weights (%s) to %s\n", args.preset.c_str(),
+                     dtype_name(*dtype), dir.c_str());
         if (Status s = write_random_llm(dir, spec); !s.ok()) return report_error(s);
       }
       models.emplace_back(args.preset + " " + dtype_name(*dtype), dir);
@@ -168,11 +170,12 @@ int run_bench(const BenchArgs& args) {
                         {"sgemm_shape", {args.prompt_tokens, n, k}},
                         {"copy_gbps", copy_gbps},
                         {"runs", nlohmann::json::array()}};
-  std::printf("threads %d | ceilings: OpenBLAS sgemm %.1f GFLOP/s (%lldx%lldx%lld), copy %.1f GB/s\n",
-              ThreadPool::global().size(), sgemm_gflops, static_cast<long long>(args.prompt_tokens),
-              static_cast<long long>(n), static_cast<long long>(k), copy_gbps);
-  std::printf("%-20s %10s %12s %10s %12s %10s %10s\n", "model", "params", "prefill t/s",
-              "GFLOP/s", "%sgemm", "decode t/s", "GB/s");
+  std::printf(
+      "threads %d | ceilings: OpenBLAS sgemm %.1f GFLOP/s (%lldx%lldx%lld), copy %.1f GB/s\n",
+      ThreadPool::global().size(), sgemm_gflops, static_cast<long long>(args.prompt_tokens),
+      static_cast<long long>(n), static_cast<long long>(k), copy_gbps);
+  std::printf("%-20s %10s %12s %10s %12s %10s %10s\n", "model", "params", "prefill t/s", "GFLOP/s",
+              "%sgemm", "decode t/s", "GB/s");
   for (const ModelRun& r : runs) {
     const double prefill_tps = static_cast<double>(r.prompt_tokens) / r.prefill_s;
     const double decode_tps = static_cast<double>(r.decode_tokens) / r.decode_s;
@@ -190,8 +193,9 @@ int run_bench(const BenchArgs& args) {
                            {"decode_tokens_per_s", decode_tps},
                            {"decode_weight_gbps", decode_gbps}});
   }
-  std::printf("(prefill GFLOP/s: linear layers on every prompt row, the head on the last, causal "
-              "attention; decode GB/s: every weight read once per token)\n");
+  std::printf(
+      "(prefill GFLOP/s: linear layers on every prompt row, the head on the last, causal "
+      "attention; decode GB/s: every weight read once per token)\n");
   if (!args.json_path.empty()) {
     const std::string text = out.dump(2);
     if (Status s = write_file_atomic(args.json_path, text.data(), text.size()); !s.ok()) {
@@ -204,12 +208,16 @@ int run_bench(const BenchArgs& args) {
 
 void add_bench_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd = app.add_subcommand("bench", "CPU prefill/decode throughput beside measured ceilings");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "CPU prefill/decode throughput beside measured ceilings");
   cmd->add_option("--model", args->model, "Benchmark this checkpoint instead of a random one");
-  cmd->add_option("--preset", args->preset, "Random model shape: qwen2-0.5b, qwen2-1.5b, qwen2-7b, tiny");
+  cmd->add_option("--preset", args->preset,
+                  "Random model shape: qwen2-0.5b, qwen2-1.5b, qwen2-7b, tiny");
   cmd->add_option("--dtype", args->dtypes, "Weight dtypes of the random model (f32, bf16, f16)");
-  cmd->add_option("--prompt-tokens", args->prompt_tokens, "Prefill length")->check(CLI::PositiveNumber);
-  cmd->add_option("--decode-tokens", args->decode_tokens, "Decode steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-tokens", args->prompt_tokens, "Prefill length")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--decode-tokens", args->decode_tokens, "Decode steps")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--repeats", args->repeats, "Runs per model; the best is reported")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--cache-dir", args->cache_dir, "Where random checkpoints are kept");

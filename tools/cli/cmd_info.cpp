@@ -59,13 +59,14 @@ int run_info(const InfoArgs& args) {
   std::printf("architecture:   %s (%s)\n", c.arch_name.c_str(), model.llm_dir().c_str());
   std::printf("parameters:     %lld (llm, %s)\n",
               static_cast<long long>(model.llm().parameter_count()), dtype_name(c.weight_dtype));
-  std::printf("geometry:       hidden %lld, layers %lld, heads %lld/%lld kv, head_dim %lld, "
-              "ffn %lld\n",
-              static_cast<long long>(c.hidden), static_cast<long long>(c.n_layers),
-              static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
-              static_cast<long long>(c.head_dim), static_cast<long long>(c.intermediate));
-  std::printf("vocabulary:     %lld (tokenizer: %d tokens)\n",
-              static_cast<long long>(c.vocab_size), model.tokenizer().n_tokens());
+  std::printf(
+      "geometry:       hidden %lld, layers %lld, heads %lld/%lld kv, head_dim %lld, "
+      "ffn %lld\n",
+      static_cast<long long>(c.hidden), static_cast<long long>(c.n_layers),
+      static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
+      static_cast<long long>(c.head_dim), static_cast<long long>(c.intermediate));
+  std::printf("vocabulary:     %lld (tokenizer: %d tokens)\n", static_cast<long long>(c.vocab_size),
+              model.tokenizer().n_tokens());
   std::printf("context:        %lld, rope_theta %g, rms_eps %g, tied head: %s\n",
               static_cast<long long>(c.max_position), c.rope_theta, c.rms_eps,
               c.tie_embeddings ? "yes" : "no");

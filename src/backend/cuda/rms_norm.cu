@@ -35,8 +35,9 @@ Status rms_norm_f32(float* out, const float* x, const float* weight, int64_t row
   if (rows < 0 || cols <= 0) return {StatusCode::kInvalidArgument, "rms_norm_f32: bad shape"};
   if (rows == 0) return {};
   constexpr int kThreads = 256;
-  rms_norm_f32_kernel<kThreads><<<static_cast<unsigned>(rows), kThreads, 0,
-                                  static_cast<cudaStream_t>(stream)>>>(out, x, weight, cols, eps);
+  rms_norm_f32_kernel<kThreads>
+      <<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+          out, x, weight, cols, eps);
   VILA_CUDA_CHECK(cudaGetLastError());
   return {};
 }

@@ -15,7 +15,9 @@ inline bool is_weight_dtype(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
 }
 
-inline int64_t last_dim(const TensorView& t) { return t.shape.rank == 0 ? 1 : t.dim(t.shape.rank - 1); }
+inline int64_t last_dim(const TensorView& t) {
+  return t.shape.rank == 0 ? 1 : t.dim(t.shape.rank - 1);
+}
 
 // Number of rows when `t` is seen as (rows, last_dim).
 inline int64_t row_count(const TensorView& t) {
@@ -43,9 +45,8 @@ inline Status check_weight(const char* op, const char* operand, const TensorView
                             dtype_name(t.dtype));
   }
   if (t.numel() != numel) {
-    return invalid_argument(std::string(op) + ": " + operand + " has shape " +
-                            t.shape.to_string() + ", expected " + std::to_string(numel) +
-                            " elements");
+    return invalid_argument(std::string(op) + ": " + operand + " has shape " + t.shape.to_string() +
+                            ", expected " + std::to_string(numel) + " elements");
   }
   return ok_status();
 }
@@ -53,8 +54,8 @@ inline Status check_weight(const char* op, const char* operand, const TensorView
 inline Status check_same_shape(const char* op, const char* a_name, const TensorView& a,
                                const char* b_name, const TensorView& b) {
   if (a.numel() != b.numel() || last_dim(a) != last_dim(b)) {
-    return invalid_argument(std::string(op) + ": " + a_name + " " + a.shape.to_string() +
-                            " and " + b_name + " " + b.shape.to_string() + " differ");
+    return invalid_argument(std::string(op) + ": " + a_name + " " + a.shape.to_string() + " and " +
+                            b_name + " " + b.shape.to_string() + " differ");
   }
   return ok_status();
 }

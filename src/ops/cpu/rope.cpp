@@ -14,7 +14,8 @@ Status rope_cos_sin(const TensorView& cos, const TensorView& sin, const int64_t*
   VILA_RETURN_IF_ERROR(check_same_shape("rope_cos_sin", "cos", cos, "sin", sin));
   const int64_t half = last_dim(cos);
   const int64_t t_count = row_count(cos);
-  if (t_count > 0 && positions == nullptr) return invalid_argument("rope_cos_sin: positions is null");
+  if (t_count > 0 && positions == nullptr)
+    return invalid_argument("rope_cos_sin: positions is null");
   if (!(theta > 0.0)) return invalid_argument("rope_cos_sin: theta must be positive");
 
   const auto dim = static_cast<float>(2 * half);

@@ -170,8 +170,7 @@ VILA_AVX2 void to_f32_avx2(const void* src, float* dst, int64_t n) {
 // One weight row against kInputs input rows; kUnroll vectors of 8 per step to hide FMA latency.
 template <DType kType, int kInputs>
 VILA_AVX2 void gemv_rows_avx2(const void* w, int64_t k, int64_t n_begin, int64_t n_end,
-                              const float* in, int64_t in_stride, float* out,
-                              int64_t out_stride) {
+                              const float* in, int64_t in_stride, float* out, int64_t out_stride) {
   constexpr int kUnroll = kInputs == 1 ? 4 : 2;
   constexpr int64_t kStep = 8 * kUnroll;
   for (int64_t n = n_begin; n < n_end; ++n) {
@@ -185,8 +184,8 @@ VILA_AVX2 void gemv_rows_avx2(const void* w, int64_t k, int64_t n_begin, int64_t
       for (int u = 0; u < kUnroll; ++u) {
         const __m256 wv = load8<kType>(row, i + 8 * u);
         for (int m = 0; m < kInputs; ++m) {
-          acc[m][u] = _mm256_fmadd_ps(_mm256_loadu_ps(in + m * in_stride + i + 8 * u), wv,
-                                      acc[m][u]);
+          acc[m][u] =
+              _mm256_fmadd_ps(_mm256_loadu_ps(in + m * in_stride + i + 8 * u), wv, acc[m][u]);
         }
       }
     }
