@@ -12,8 +12,11 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format clang-tidy
   libopenblas-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev sentencepiece
   libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm dict-gcide python3
+  dict-gcide python3
 )
+# Node.js may come from Debian or elsewhere: only ask apt for it when the commands are missing.
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
