@@ -1,6 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace vila {
 
@@ -20,7 +21,11 @@ ThreadPool::~ThreadPool() {
 }
 
 ThreadPool& ThreadPool::global() {
-  static ThreadPool pool;
+  // VILA_NUM_THREADS overrides the machine's core count (benchmarks pin it to match a peer).
+  static ThreadPool pool([] {
+    const char* env = std::getenv("VILA_NUM_THREADS");
+    return env != nullptr ? std::atoi(env) : 0;
+  }());
   return pool;
 }
 

@@ -23,7 +23,7 @@ class ThreadPool {
   // Calls fn(begin, end) over disjoint chunks covering [0, n); the caller's thread works too.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
-  // Process-wide pool sized to the machine.
+  // Process-wide pool sized to the machine, or to $VILA_NUM_THREADS when set.
   static ThreadPool& global();
 
  private:
