@@ -127,6 +127,14 @@ StatusOr<std::unique_ptr<VilaModel>> VilaModel::load(const std::string& dir,
     hints.has_eot_id = tok.piece_to_id("<|eot_id|>").has_value();
     hints.is_sentencepiece = tok.kind() == TokenizerKind::kSentencePiece;
     model->chat_template_.kind = choose_chat_template(hints);
+    // VILA renders with the tokenizer's own template when config.json names none: take its
+    // default system prompt (NVILA layout only; plain folders use VILA's qwen2 text).
+    if (model->layout_ == CheckpointLayout::kNvila && config_template_name.empty() &&
+        model->chat_template_.kind == ChatTemplateKind::kQwen2) {
+      if (auto system = chatml_default_system_prompt(tok.chat_template_source)) {
+        model->chat_template_.system_prompt = *system;
+      }
+    }
   }
 
   // Stop tokens: eos, the end-of-turn token of the template, generation_config.json eos ids.

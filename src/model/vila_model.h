@@ -18,8 +18,12 @@
 
 #include "core/status.h"
 #include "model/llm.h"
+#include "model/vision_encoder.h"
 #include "runtime/chat_template.h"
+#include "runtime/generate.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image.h"
+#include "vision/preprocess.h"
 
 namespace vila {
 
@@ -40,6 +44,17 @@ using LoadProgressFn = std::function<void(const std::string& stage, double fract
 struct VilaModelOptions {
   std::string chat_template;  // force a template by name; empty: choose as VILA does
   LoadProgressFn progress;
+};
+
+// A prompt with its images turned into LLM input rows (see build_prompt).
+struct MediaPrompt {
+  PromptInput input;                  // ids (media ids in place) + spliced embeddings
+  std::vector<int64_t> image_tokens;  // visual tokens per image (all of its media items)
+  // Per media item in prompt order: first row in input.embeds and number of visual rows.
+  std::vector<std::pair<int64_t, int64_t>> media_rows;
+  std::string message;                // the user message after VILA's rules (<image> markers)
+  double preprocess_ms = 0;           // decode + resize + tiles + normalise
+  double vision_ms = 0;               // SigLIP + S2 merge + projector
 };
 
 class VilaModel {
@@ -67,6 +82,16 @@ class VilaModel {
   // text tokenized with special tokens matched, BOS prepended where the template wants it.
   StatusOr<std::vector<int32_t>> encode_prompt(const std::string& prompt, bool raw) const;
 
+  // The prompt with images, as VILA's generate_content assembles it: `<image>` markers in
+  // `prompt` place `image_paths` in order (no marker: the images come first); the user message is
+  // the concatenation of its parts, stripped; each media item's rows replace its <image> token and
+  // are followed by the embedding of "\n". One image is tiled as the checkpoint says (dynamic_s2,
+  // dynamic + thumbnail with "<image>\n" per tile in the text, or resize); several images each go
+  // through the single-tile path. Without images this is encode_prompt (no embeddings).
+  StatusOr<MediaPrompt> build_prompt(const std::string& prompt,
+                                     const std::vector<std::string>& image_paths, bool raw,
+                                     const ImageLoadOptions& image_options = {});
+
  private:
   std::string dir_;
   std::string llm_dir_;
@@ -79,6 +104,9 @@ class VilaModel {
   std::optional<int32_t> video_token_id_;
   std::optional<SubmoduleSummary> vision_tower_;
   std::optional<SubmoduleSummary> mm_projector_;
+  // Loaded on the first prompt with images.
+  std::unique_ptr<VisionEncoder> vision_;
+  std::optional<PreprocessConfig> preprocess_;
 };
 
 }  // namespace vila

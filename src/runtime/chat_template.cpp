@@ -32,7 +32,9 @@ std::string ChatTemplate::render_user_turn(std::string_view user_message) const 
       out = user_message;
       break;
     case ChatTemplateKind::kQwen2:
-      out.append("<|im_start|>system\n").append(kQwen2System).append("<|im_end|>\n");
+      out.append("<|im_start|>system\n")
+          .append(system_prompt.empty() ? std::string(kQwen2System) : system_prompt)
+          .append("<|im_end|>\n");
       out.append("<|im_start|>user\n").append(user_message).append("<|im_end|>\n");
       out.append("<|im_start|>assistant\n");
       break;
@@ -113,6 +115,22 @@ ChatTemplateKind choose_chat_template(const ChatTemplateHints& hints) {
   if (hints.has_eot_id) return ChatTemplateKind::kLlama3;
   if (hints.is_sentencepiece) return ChatTemplateKind::kVicunaV1;
   return ChatTemplateKind::kNone;
+}
+
+std::optional<std::string> chatml_default_system_prompt(std::string_view jinja_source) {
+  // In the template source the newline is the two characters '\' 'n' of a jinja string literal.
+  constexpr std::string_view kOpen = "<|im_start|>system\\n";
+  constexpr std::string_view kClose = "<|im_end|>";
+  const size_t open = jinja_source.find(kOpen);
+  if (open == std::string_view::npos) return std::nullopt;
+  const size_t begin = open + kOpen.size();
+  const size_t close = jinja_source.find(kClose, begin);
+  if (close == std::string_view::npos) return std::nullopt;
+  const std::string_view prompt = jinja_source.substr(begin, close - begin);
+  // A template that inserts the caller's system message ("' + message['content'] + '") has no
+  // literal default here.
+  if (prompt.find_first_of("'\"{}+") != std::string_view::npos) return std::nullopt;
+  return std::string(prompt);
 }
 
 }  // namespace vila

@@ -21,6 +21,8 @@ enum class ChatTemplateKind {
 
 struct ChatTemplate {
   ChatTemplateKind kind = ChatTemplateKind::kNone;
+  // qwen2 only: the system prompt; empty means VILA's qwen2.jinja "You are a helpful assistant".
+  std::string system_prompt;
   // Render the prompt for one user message with the assistant turn opened.
   std::string render_user_turn(std::string_view user_message) const;
   // Whether the tokenizer's BOS id goes in front of the rendered text (vicuna_v1: Llama-2's
@@ -47,5 +49,11 @@ struct ChatTemplateHints {
   bool is_sentencepiece = false;
 };
 ChatTemplateKind choose_chat_template(const ChatTemplateHints& hints);
+
+// The default system prompt a ChatML (Qwen) jinja template writes when the conversation has none,
+// read from its '<|im_start|>system\n...<|im_end|>' literal; nullopt if there is none. VILA renders
+// NVILA prompts with the tokenizer's template when config.json names no chat_template, so a
+// template saying "You are a helpful assistant." (with the period) changes the prompt tokens.
+std::optional<std::string> chatml_default_system_prompt(std::string_view jinja_source);
 
 }  // namespace vila

@@ -31,16 +31,37 @@ int64_t effective_context(const LanguageModel& llm, int64_t requested) {
   return requested > 0 ? std::min(requested, max_pos) : max_pos;
 }
 
-// Feeds `ids` through the model in chunks; writes the logits of the last position to `last`.
-Status prefill(LanguageModel& llm, KvCache& cache, const std::vector<int32_t>& ids, int64_t chunk,
-               std::vector<float>& last) {
+// Positions of a prompt, validating ids (text prompts) or the embedding size (media prompts).
+StatusOr<int64_t> prompt_positions(const LanguageModel& llm, const PromptInput& prompt) {
   const int64_t hidden = llm.config().hidden;
+  if (!prompt.has_embeds()) {
+    VILA_RETURN_IF_ERROR(check_ids(llm, prompt.ids, "prompt"));
+    return static_cast<int64_t>(prompt.ids.size());
+  }
+  if (static_cast<int64_t>(prompt.embeds.size()) % hidden != 0) {
+    return internal_error("prompt embeddings are not a whole number of rows of " +
+                          std::to_string(hidden));
+  }
+  return static_cast<int64_t>(prompt.embeds.size()) / hidden;
+}
+
+// Rows [begin, begin + count) of the prompt's input embeddings into `out`.
+Status prompt_rows(const LanguageModel& llm, const PromptInput& prompt, int64_t begin,
+                   int64_t count, std::vector<float>& out) {
+  const int64_t hidden = llm.config().hidden;
+  out.resize(static_cast<size_t>(count * hidden));
+  if (!prompt.has_embeds()) return llm.embed(prompt.ids.data() + begin, count, out.data());
+  std::copy_n(prompt.embeds.begin() + begin * hidden, count * hidden, out.begin());
+  return ok_status();
+}
+
+// Feeds the prompt through the model in chunks; writes the logits of the last position to `last`.
+Status prefill(LanguageModel& llm, KvCache& cache, const PromptInput& prompt, int64_t n,
+               int64_t chunk, std::vector<float>& last) {
   std::vector<float> embeds;
-  const auto n = static_cast<int64_t>(ids.size());
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t count = std::min(chunk, n - begin);
-    embeds.resize(static_cast<size_t>(count * hidden));
-    VILA_RETURN_IF_ERROR(llm.embed(ids.data() + begin, count, embeds.data()));
+    VILA_RETURN_IF_ERROR(prompt_rows(llm, prompt, begin, count, embeds));
     const bool is_last = begin + count == n;
     VILA_RETURN_IF_ERROR(
         llm.forward(embeds.data(), count, cache, is_last ? last.data() : nullptr, is_last ? 1 : 0));
@@ -84,12 +105,11 @@ size_t utf8_complete_prefix(const std::string& s) {
 }
 
 StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer,
-                                  const std::vector<int32_t>& prompt_ids,
-                                  const GenerateOptions& options, const TextCallback& on_text) {
-  if (prompt_ids.empty()) return invalid_argument("the prompt is empty (no tokens)");
-  VILA_RETURN_IF_ERROR(check_ids(llm, prompt_ids, "prompt"));
+                                  const PromptInput& prompt, const GenerateOptions& options,
+                                  const TextCallback& on_text) {
+  VILA_ASSIGN_OR_RETURN(const int64_t n_prompt, prompt_positions(llm, prompt));
+  if (n_prompt == 0) return invalid_argument("the prompt is empty (no tokens)");
   const int64_t context = effective_context(llm, options.context_length);
-  const auto n_prompt = static_cast<int64_t>(prompt_ids.size());
   if (n_prompt >= context) {
     return out_of_range("the prompt has " + std::to_string(n_prompt) +
                         " tokens but the context holds " + std::to_string(context) +
@@ -97,14 +117,14 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
   }
   const int64_t vocab = llm.config().vocab_size;
   GenerateResult result;
-  result.prompt_ids = prompt_ids;
+  result.prompt_ids = prompt.ids;
   result.timings.prompt_tokens = n_prompt;
 
   KvCache cache = llm.make_cache(std::min(context, n_prompt + options.max_new_tokens));
   std::vector<float> logits(static_cast<size_t>(vocab));
   auto t0 = Clock::now();
   VILA_RETURN_IF_ERROR(
-      prefill(llm, cache, prompt_ids, std::max<int64_t>(1, options.prefill_chunk), logits));
+      prefill(llm, cache, prompt, n_prompt, std::max<int64_t>(1, options.prefill_chunk), logits));
   result.timings.prefill_ms = ms_since(t0);
 
   Sampler sampler(options.sampling);
@@ -143,17 +163,15 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
 }
 
 StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& tokenizer,
-                                         const std::vector<int32_t>& prompt_ids,
+                                         const PromptInput& prompt,
                                          const std::vector<int32_t>& continuation_ids,
                                          int64_t context_length) {
-  if (prompt_ids.empty()) return invalid_argument("the prompt is empty (no tokens)");
+  VILA_ASSIGN_OR_RETURN(const int64_t n_prompt, prompt_positions(llm, prompt));
+  if (n_prompt == 0) return invalid_argument("the prompt is empty (no tokens)");
   if (continuation_ids.empty()) return invalid_argument("the continuation is empty (no tokens)");
-  VILA_RETURN_IF_ERROR(check_ids(llm, prompt_ids, "prompt"));
   VILA_RETURN_IF_ERROR(check_ids(llm, continuation_ids, "continuation"));
-  std::vector<int32_t> all = prompt_ids;
-  all.insert(all.end(), continuation_ids.begin(), continuation_ids.end());
   const int64_t context = effective_context(llm, context_length);
-  const auto n = static_cast<int64_t>(all.size());
+  const int64_t n = n_prompt + static_cast<int64_t>(continuation_ids.size());
   if (n > context) {
     return out_of_range("prompt + continuation have " + std::to_string(n) +
                         " tokens but the context holds " + std::to_string(context));
@@ -162,8 +180,11 @@ StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& to
   const int64_t hidden = llm.config().hidden;
   const auto n_cont = static_cast<int64_t>(continuation_ids.size());
   KvCache cache = llm.make_cache(n);
-  std::vector<float> embeds(static_cast<size_t>(n * hidden));
-  VILA_RETURN_IF_ERROR(llm.embed(all.data(), n, embeds.data()));
+  std::vector<float> embeds;
+  VILA_RETURN_IF_ERROR(prompt_rows(llm, prompt, 0, n_prompt, embeds));
+  embeds.resize(static_cast<size_t>(n * hidden));
+  VILA_RETURN_IF_ERROR(llm.embed(continuation_ids.data(), n - n_prompt,
+                                 embeds.data() + n_prompt * hidden));
   // Logits of the positions that predict each continuation token: n_cont positions ending at n-2.
   // Run everything but the last token, asking for the last n_cont logits.
   std::vector<float> logits(static_cast<size_t>(n_cont * vocab));

@@ -42,11 +42,25 @@ struct GenerateResult {
 // Receives text as it becomes valid UTF-8 (never a partial code point).
 using TextCallback = std::function<void(const std::string& piece)>;
 
+// A prompt: token ids, and optionally its input embeddings (n_positions, hidden) when media rows
+// were spliced in (then `ids` are informational and may hold media ids beyond the vocabulary).
+struct PromptInput {
+  std::vector<int32_t> ids;
+  std::vector<float> embeds;  // empty: embed `ids`
+
+  bool has_embeds() const { return !embeds.empty(); }
+};
+
 // OutOfRange when the prompt alone does not fit the context.
 StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer,
-                                  const std::vector<int32_t>& prompt_ids,
-                                  const GenerateOptions& options,
+                                  const PromptInput& prompt, const GenerateOptions& options,
                                   const TextCallback& on_text = nullptr);
+inline StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer,
+                                         const std::vector<int32_t>& prompt_ids,
+                                         const GenerateOptions& options,
+                                         const TextCallback& on_text = nullptr) {
+  return generate(llm, tokenizer, PromptInput{prompt_ids, {}}, options, on_text);
+}
 
 struct ScoreResult {
   double logprob = 0;  // sum of token_logprobs
@@ -58,7 +72,7 @@ struct ScoreResult {
 // Log-likelihood of `continuation_ids` following `prompt_ids` (teacher forcing), over the model's
 // vocab_size logits.
 StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& tokenizer,
-                                         const std::vector<int32_t>& prompt_ids,
+                                         const PromptInput& prompt,
                                          const std::vector<int32_t>& continuation_ids,
                                          int64_t context_length = 0);
 

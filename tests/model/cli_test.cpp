@@ -228,10 +228,24 @@ TEST(CliBadInput, PromptLongerThanTheContext) {
                      "context");
 }
 
-TEST(CliBadInput, ImagesAreRefusedUntilTheVisionPathExists) {
-  expect_clean_error(
-      run_cli("generate --model " + quote(kNvila) + " --image /tmp/x.jpg --prompt 'What is this?'"),
-      "--image");
+TEST(CliBadInput, MissingImageFile) {
+  expect_clean_error(run_cli("generate --model " + quote(kNvila) +
+                             " --image /nonexistent/cat.jpg --prompt 'What is this?'"),
+                     "/nonexistent/cat.jpg");
+}
+
+TEST(CliBadInput, MarkerAndImageCountMismatch) {
+  expect_clean_error(run_cli("generate --model " + quote(kNvila) +
+                             " --image /nonexistent/cat.jpg --prompt '<image> and <image>?'"),
+                     "2 <image> marker(s) but 1 --image file(s)");
+  expect_clean_error(run_cli("generate --model " + quote(kNvila) + " --prompt 'Look: <image>'"),
+                     "1 <image> marker(s) but 0 --image file(s)");
+}
+
+TEST(CliBadInput, ImagesWithATextOnlyModel) {
+  expect_clean_error(run_cli("generate --model " + quote(kModel) +
+                             " --image /nonexistent/cat.jpg --prompt 'What is this?'"),
+                     "text-only model");
 }
 
 }  // namespace

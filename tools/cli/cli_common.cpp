@@ -32,18 +32,4 @@ std::string text_or_stdin(const std::string& text) {
   return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
 }
 
-Status check_no_images(const std::vector<std::string>& images, const std::string& prompt) {
-  if (!images.empty()) {
-    return unimplemented(
-        "--image: the vision path (SigLIP + projector) is not implemented yet; "
-        "run text-only prompts for now");
-  }
-  if (prompt.find("<image>") != std::string::npos) {
-    return unimplemented(
-        "the prompt contains an <image> marker but image input is not "
-        "implemented yet");
-  }
-  return ok_status();
-}
-
 }  // namespace vila::cli

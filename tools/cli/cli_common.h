@@ -22,9 +22,6 @@ StatusOr<std::unique_ptr<VilaModel>> load_model_with_progress(const std::string&
 // Reads TEXT, or all of standard input when TEXT is "-".
 std::string text_or_stdin(const std::string& text);
 
-// Rejects --image / <image> until the vision path exists (clear error instead of wrong output).
-Status check_no_images(const std::vector<std::string>& images, const std::string& prompt);
-
 // Registers the subcommands; each returns its exit code through `exit_code`.
 void add_generate_command(CLI::App& app, int& exit_code);
 void add_score_command(CLI::App& app, int& exit_code);

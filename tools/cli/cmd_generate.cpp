@@ -17,6 +17,7 @@ struct GenerateArgs {
   int top_k = 0;
   uint64_t seed = 0;
   int64_t ctx_size = 0;
+  int64_t max_image_pixels = kPillowMaxImagePixels;
   bool raw = false;
   bool json = false;
   std::string chat_template;
@@ -24,12 +25,13 @@ struct GenerateArgs {
 
 int run_generate(const GenerateArgs& args) {
   const std::string prompt = text_or_stdin(args.prompt);
-  if (Status s = check_no_images(args.images, prompt); !s.ok()) return report_error(s);
   auto model_or = load_model_with_progress(args.model, args.chat_template);
   if (!model_or.ok()) return report_error(model_or.status());
   VilaModel& model = **model_or;
-  auto ids = model.encode_prompt(prompt, args.raw);
-  if (!ids.ok()) return report_error(ids.status());
+  ImageLoadOptions image_options;
+  image_options.max_pixels = args.max_image_pixels;
+  auto media = model.build_prompt(prompt, args.images, args.raw, image_options);
+  if (!media.ok()) return report_error(media.status());
 
   GenerateOptions options;
   options.max_new_tokens = args.max_new_tokens;
@@ -43,7 +45,7 @@ int run_generate(const GenerateArgs& args) {
       std::fflush(stdout);
     };
   }
-  auto result = generate(model.llm(), model.tokenizer(), *ids, options, stream);
+  auto result = generate(model.llm(), model.tokenizer(), media->input, options, stream);
   if (!result.ok()) return report_error(result.status());
   if (args.json) {
     const GenerateTimings& t = result->timings;
@@ -54,8 +56,11 @@ int run_generate(const GenerateArgs& args) {
         {"prompt_token_ids", result->prompt_ids},
         {"generated_tokens", t.generated_tokens},
         {"stop_reason", result->stop_reason},
+        {"image_tokens", media->image_tokens},
         {"timings",
-         {{"prefill_ms", t.prefill_ms},
+         {{"preprocess_ms", media->preprocess_ms},
+          {"vision_ms", media->vision_ms},
+          {"prefill_ms", t.prefill_ms},
           {"decode_ms", t.decode_ms},
           {"prefill_tokens_per_s", t.prefill_tokens_per_s()},
           {"decode_tokens_per_s", t.decode_tokens_per_s()}}},
@@ -86,6 +91,9 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--seed", args->seed, "Sampling seed");
   cmd->add_option("--ctx-size", args->ctx_size, "Context length limit; 0 is the model's")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-image-pixels", args->max_image_pixels,
+                  "Refuse larger images (decompression bombs)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--chat-template", args->chat_template,
                   "Override the template: qwen2, vicuna_v1, llama_3, none");
   cmd->add_flag("--raw", args->raw, "Use the prompt as is, without the chat template");

@@ -20,22 +20,22 @@ struct ScoreArgs {
 
 int run_score(const ScoreArgs& args) {
   const std::string prompt = text_or_stdin(args.prompt);
-  if (Status s = check_no_images(args.images, prompt); !s.ok()) return report_error(s);
   auto model_or = load_model_with_progress(args.model, args.chat_template);
   if (!model_or.ok()) return report_error(model_or.status());
   VilaModel& model = **model_or;
-  auto prompt_ids = model.encode_prompt(prompt, args.raw);
-  if (!prompt_ids.ok()) return report_error(prompt_ids.status());
+  auto media = model.build_prompt(prompt, args.images, args.raw);
+  if (!media.ok()) return report_error(media.status());
   const std::vector<int32_t> cont_ids = model.tokenizer().encode(args.continuation);
   auto result =
-      score_continuation(model.llm(), model.tokenizer(), *prompt_ids, cont_ids, args.ctx_size);
+      score_continuation(model.llm(), model.tokenizer(), media->input, cont_ids, args.ctx_size);
   if (!result.ok()) return report_error(result.status());
   if (args.json) {
     nlohmann::json out = {{"logprob", result->logprob},
                           {"tokens", result->tokens},
                           {"token_ids", result->token_ids},
                           {"token_logprobs", result->token_logprobs},
-                          {"prompt_tokens", prompt_ids->size()}};
+                          {"prompt_tokens", media->input.ids.size()},
+                          {"image_tokens", media->image_tokens}};
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("logprob: %.6f over %zu tokens\n", result->logprob, result->token_ids.size());
