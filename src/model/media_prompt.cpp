@@ -57,8 +57,8 @@ StatusOr<std::vector<ContentPart>> content_parts(const std::string& prompt, size
 }  // namespace
 
 StatusOr<MediaPrompt> VilaModel::build_prompt(const std::string& prompt,
-                                              const std::vector<std::string>& image_paths,
-                                              bool raw, const ImageLoadOptions& image_options) {
+                                              const std::vector<std::string>& image_paths, bool raw,
+                                              const ImageLoadOptions& image_options) {
   MediaPrompt result;
   VILA_ASSIGN_OR_RETURN(std::vector<ContentPart> parts, content_parts(prompt, image_paths.size()));
   if (image_paths.empty()) {
@@ -67,8 +67,9 @@ StatusOr<MediaPrompt> VilaModel::build_prompt(const std::string& prompt,
     return result;
   }
   if (layout_ != CheckpointLayout::kNvila || !vision_tower_ || !mm_projector_) {
-    return invalid_argument(dir_ + ": images need a checkpoint with vision_tower/ and "
-                                   "mm_projector/ (this is a text-only model)");
+    return invalid_argument(dir_ +
+                            ": images need a checkpoint with vision_tower/ and "
+                            "mm_projector/ (this is a text-only model)");
   }
   if (!image_token_id_) {
     return invalid_argument(llm_dir_ + ": the tokenizer has no <image> token");

@@ -52,9 +52,9 @@ struct MediaPrompt {
   std::vector<int64_t> image_tokens;  // visual tokens per image (all of its media items)
   // Per media item in prompt order: first row in input.embeds and number of visual rows.
   std::vector<std::pair<int64_t, int64_t>> media_rows;
-  std::string message;                // the user message after VILA's rules (<image> markers)
-  double preprocess_ms = 0;           // decode + resize + tiles + normalise
-  double vision_ms = 0;               // SigLIP + S2 merge + projector
+  std::string message;       // the user message after VILA's rules (<image> markers)
+  double preprocess_ms = 0;  // decode + resize + tiles + normalise
+  double vision_ms = 0;      // SigLIP + S2 merge + projector
 };
 
 class VilaModel {

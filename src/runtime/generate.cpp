@@ -183,8 +183,8 @@ StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& to
   std::vector<float> embeds;
   VILA_RETURN_IF_ERROR(prompt_rows(llm, prompt, 0, n_prompt, embeds));
   embeds.resize(static_cast<size_t>(n * hidden));
-  VILA_RETURN_IF_ERROR(llm.embed(continuation_ids.data(), n - n_prompt,
-                                 embeds.data() + n_prompt * hidden));
+  VILA_RETURN_IF_ERROR(
+      llm.embed(continuation_ids.data(), n - n_prompt, embeds.data() + n_prompt * hidden));
   // Logits of the positions that predict each continuation token: n_cont positions ending at n-2.
   // Run everything but the last token, asking for the last n_cont logits.
   std::vector<float> logits(static_cast<size_t>(n_cont * vocab));

@@ -134,6 +134,28 @@ TEST(Cli, InfoDescribesTheNvilaLayout) {
   EXPECT_GT(j["mm_projector"]["parameters"].get<int64_t>(), 0);
 }
 
+TEST(Cli, GenerateWithAnImage) {
+  const std::string vision = std::string(VILA_FIXTURES_DIR) + "/vision";
+  const RunResult r = run_cli("generate --model " + quote(vision + "/nvila-s2") + " --image " +
+                              quote(vision + "/images/boats_640x360.jpg") +
+                              " --prompt 'Describe the image.' --max-new-tokens 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["image_tokens"], nlohmann::json::array({3072}));
+  EXPECT_GT(j["prompt_tokens"].get<int>(), 3072);
+  for (const char* key : {"preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"}) {
+    EXPECT_TRUE(j["timings"].contains(key)) << key;
+  }
+}
+
+TEST(CliBadInput, ImageOverThePixelLimit) {
+  const std::string vision = std::string(VILA_FIXTURES_DIR) + "/vision";
+  expect_clean_error(
+      run_cli("generate --model " + quote(vision + "/nvila-s2") + " --image " +
+              quote(vision + "/images/boats_640x360.jpg") + " --max-image-pixels 1000 --prompt hi"),
+      "boats_640x360.jpg");
+}
+
 TEST(CliBadInput, MissingModelFolder) {
   expect_clean_error(run_cli("generate --model /nonexistent/model --prompt hi"),
                      "/nonexistent/model");
