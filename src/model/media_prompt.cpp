@@ -130,7 +130,7 @@ StatusOr<MediaPrompt> VilaModel::build_prompt(const std::string& prompt,
   if (!vision_) {
     VILA_ASSIGN_OR_RETURN(vision_, VisionEncoder::load(dir_));
   }
-  t0 = Clock::now();
+  vision_->reset_timings();
   std::vector<std::vector<float>> media_rows;
   result.image_tokens.assign(image_paths.size(), 0);
   for (const ContentPart& part : parts) {
@@ -142,7 +142,8 @@ StatusOr<MediaPrompt> VilaModel::build_prompt(const std::string& prompt,
       media_rows.push_back(std::move(rows));
     }
   }
-  result.vision_ms = ms_since(t0);
+  result.vision_ms = vision_->timings().tower_ms;
+  result.projector_ms = vision_->timings().projector_ms;
 
   // Splice: each <image> id -> its rows + embed("\n").
   const int64_t hidden = llm_->config().hidden;

@@ -54,7 +54,8 @@ struct MediaPrompt {
   std::vector<std::pair<int64_t, int64_t>> media_rows;
   std::string message;       // the user message after VILA's rules (<image> markers)
   double preprocess_ms = 0;  // decode + resize + tiles + normalise
-  double vision_ms = 0;      // SigLIP + S2 merge + projector
+  double vision_ms = 0;      // SigLIP
+  double projector_ms = 0;   // S2 merge + projector
 };
 
 class VilaModel {

@@ -7,6 +7,7 @@
 #include "model/vision_encoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -191,8 +192,21 @@ StatusOr<std::vector<float>> VisionEncoder::encode(const ImageTiles& tiles, int6
         "vision encode: a block grid was given but the model is not dynamic_s2");
   }
 
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
   std::vector<float> features;  // (N, L, C)
   VILA_RETURN_IF_ERROR(tower_forward(tiles.pixels.data(), N, features));
+  auto t1 = Clock::now();
+  timings_.tower_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+  // Everything after the tower counts as projector time.
+  struct ProjectorClock {
+    VisionTimings& timings;
+    Clock::time_point start;
+    ~ProjectorClock() {
+      timings.projector_ms +=
+          std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    }
+  } projector_clock{timings_, t1};
   std::vector<float> out;
 
   if (tiles.rows > 0) {

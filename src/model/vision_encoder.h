@@ -44,6 +44,12 @@ struct VisionConfig {
   std::string vision_dir, projector_dir;
 };
 
+// Wall time spent in encode(), accumulated until reset.
+struct VisionTimings {
+  double tower_ms = 0;      // SigLIP
+  double projector_ms = 0;  // S2 merge + projector + chessboard merge
+};
+
 class VisionEncoder {
  public:
   // model_dir: NVILA-layout folder. Reads config.json, vision_tower/ and mm_projector/ (the
@@ -64,6 +70,8 @@ class VisionEncoder {
   int64_t tower_tokens() const;
 
   const VisionConfig& config() const { return config_; }
+  const VisionTimings& timings() const { return timings_; }
+  void reset_timings() { timings_ = {}; }
   const SiglipTower& tower() const { return *tower_; }
   const Projector& projector() const { return *projector_; }
 
@@ -71,6 +79,7 @@ class VisionEncoder {
   VisionEncoder() = default;
 
   VisionConfig config_;
+  VisionTimings timings_;
   std::unique_ptr<SiglipTower> tower_;
   std::unique_ptr<Projector> projector_;
 };

@@ -143,7 +143,7 @@ TEST(Cli, GenerateWithAnImage) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["image_tokens"], nlohmann::json::array({3072}));
   EXPECT_GT(j["prompt_tokens"].get<int>(), 3072);
-  for (const char* key : {"preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"}) {
+  for (const char* key : {"preprocess_ms", "vision_ms", "projector_ms", "prefill_ms", "decode_ms"}) {
     EXPECT_TRUE(j["timings"].contains(key)) << key;
   }
 }

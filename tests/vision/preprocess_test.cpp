@@ -65,6 +65,12 @@ TEST(PillowPreprocess, TilesAndFloatsMatchVilaReference) {
     cases.push_back({photo, lite});
   }
   cases.push_back({"allium-oreophilum", vila15});
+  // An 11:1 strip: dynamic_s2 picks an 11x1 grid, so 9, 10 (fixtures), 11 and 12 tiles are all
+  // covered; Lite picks 11 tiles + thumbnail.
+  const std::string wide =
+      std::string(VILA_SOURCE_DIR) + "/tests/fixtures/vision/images/wide_704x64.jpg";
+  cases.push_back({wide, s2});
+  cases.push_back({wide, lite});
 
   TempDir dir;
   std::string jobs;

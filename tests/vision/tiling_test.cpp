@@ -168,5 +168,11 @@ TEST(Preprocess, LoadsConfigFromModelDir) {
   EXPECT_NE(c.status().message().find("preprocessor_config.json"), std::string::npos);
 }
 
+TEST(Tiling, ElevenToOneStripUsesElevenTiles) {
+  const TileGrid g = dynamic_s2_grid(704, 64, {448, 896, 1344}, 12, 448);
+  EXPECT_EQ(g.cols * g.rows, 11);
+  EXPECT_EQ(g.cols, 11);
+}
+
 }  // namespace
 }  // namespace vila

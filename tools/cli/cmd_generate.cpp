@@ -60,6 +60,7 @@ int run_generate(const GenerateArgs& args) {
         {"timings",
          {{"preprocess_ms", media->preprocess_ms},
           {"vision_ms", media->vision_ms},
+          {"projector_ms", media->projector_ms},
           {"prefill_ms", t.prefill_ms},
           {"decode_ms", t.decode_ms},
           {"prefill_tokens_per_s", t.prefill_tokens_per_s()},

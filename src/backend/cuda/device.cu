@@ -24,4 +24,9 @@ StatusOr<DeviceInfo> device_info(int device) {
   return info;
 }
 
+Status set_device(int device) {
+  VILA_CUDA_CHECK(cudaSetDevice(device));
+  return {};
+}
+
 }  // namespace vila::cuda

@@ -18,5 +18,7 @@ struct DeviceInfo {
 // Number of usable CUDA devices; 0 (not an error) when there is no driver or GPU.
 int device_count();
 StatusOr<DeviceInfo> device_info(int device);
+// Makes `device` current for the calling thread (cudaSetDevice).
+Status set_device(int device);
 
 }  // namespace vila::cuda

@@ -1,0 +1,21 @@
+// Elementwise fp32 ops on the GPU, in the CPU ops' formulas (ops/cpu/activation.h):
+//   add_inplace   x += y                     (the residual add)
+//   silu_mul      out = silu(gate) * up,  silu(g) = g / (1 + exp(-g))
+//   f32_to_bf16   round-to-nearest-even, as core/dtype.h f32_to_bf16 (activations for bf16 GEMMs)
+// n elements, device pointers; 16-byte aligned pointers with n % 4 == 0 take 128-bit accesses.
+// stream: cudaStream_t or nullptr.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+
+namespace vila::cuda {
+
+Status add_inplace_f32(float* x, const float* y, int64_t n, void* stream);
+// out may alias gate or up.
+Status silu_mul_f32(float* out, const float* gate, const float* up, int64_t n, void* stream);
+// out: n uint16 bf16 values.
+Status f32_to_bf16(uint16_t* out, const float* x, int64_t n, void* stream);
+
+}  // namespace vila::cuda

@@ -1,0 +1,51 @@
+// nn.Linear on the GPU through cuBLASLt: out (M, N) fp32 = in (M, K) · W (N, K)ᵀ (+ bias (N) fp32).
+//
+//   kF32   in and W fp32, CUBLAS_COMPUTE_32F (true fp32: no TF32), matches the CPU to ~1e-6 rel.
+//   kBF16  in and W bf16 (the caller converts the activations), fp32 accumulate and fp32 out.
+//
+// Row-major out = in · Wᵀ is column-major outᵀ (N, M) = Wᵀ-op(W) · in: A = W (transposed), B = in,
+// D = out, so the bias epilogue adds bias[n] to every row of out. Host-callable, no CUDA headers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+namespace vila::cuda {
+
+// A cuBLASLt handle and its workspace. One per stream that runs GEMMs; not thread-safe.
+class Blas {
+ public:
+  static StatusOr<std::unique_ptr<Blas>> create();
+  ~Blas();
+  Blas(const Blas&) = delete;
+  Blas& operator=(const Blas&) = delete;
+
+  void* handle() const { return handle_; }
+  void* workspace() const { return workspace_; }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+
+ private:
+  Blas() = default;
+  void* handle_ = nullptr;     // cublasLtHandle_t
+  void* workspace_ = nullptr;  // device memory
+  size_t workspace_bytes_ = 0;
+};
+
+// Device pointers of one linear layer.
+struct DeviceLinearWeight {
+  const void* weight = nullptr;  // (N, K) of dtype
+  const float* bias = nullptr;   // (N) fp32 or nullptr
+  DType dtype = DType::kF32;     // kF32 or kBF16
+  int64_t out_features = 0;      // N
+  int64_t in_features = 0;       // K
+};
+
+// out (rows, N) fp32; in (rows, K) of w.dtype (fp32 or bf16); device pointers, 16-byte aligned.
+// stream: cudaStream_t or nullptr. out must not alias in.
+Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& w, int64_t rows,
+              void* stream);
+
+}  // namespace vila::cuda

@@ -1,0 +1,92 @@
+#include <utility>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/memory.h"
+
+namespace vila::cuda {
+
+StatusOr<DeviceBuffer> DeviceBuffer::create(size_t bytes) {
+  DeviceBuffer buffer;
+  if (bytes == 0) return buffer;
+  const cudaError_t err = cudaMalloc(&buffer.data_, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return Status{StatusCode::kResourceExhausted, "cudaMalloc of " + std::to_string(bytes) +
+                                                      " bytes: " + cudaGetErrorString(err)};
+  }
+  buffer.bytes_ = bytes;
+  return buffer;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (data_ != nullptr) cudaFree(data_);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) cudaFree(data_);
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+StatusOr<Stream> Stream::create() {
+  Stream stream;
+  cudaStream_t s = nullptr;
+  VILA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  stream.stream_ = s;
+  return stream;
+}
+
+Stream::~Stream() {
+  if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+Stream::Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+    stream_ = std::exchange(other.stream_, nullptr);
+  }
+  return *this;
+}
+
+Status Stream::synchronize() const {
+  VILA_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+  return {};
+}
+
+Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  VILA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
+                                  static_cast<cudaStream_t>(stream)));
+  return {};
+}
+
+Status copy_to_host(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  const auto s = static_cast<cudaStream_t>(stream);
+  VILA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+  VILA_CUDA_CHECK(cudaStreamSynchronize(s));
+  return {};
+}
+
+Status copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  VILA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                                  static_cast<cudaStream_t>(stream)));
+  return {};
+}
+
+Status memset_device(void* dst, int value, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  VILA_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream)));
+  return {};
+}
+
+}  // namespace vila::cuda

@@ -1,0 +1,63 @@
+// Device memory and streams, callable from plain C++ (no CUDA headers): DeviceBuffer (RAII
+// cudaMalloc/cudaFree), Stream (RAII cudaStream_t), and checked host<->device copies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/status.h"
+
+namespace vila::cuda {
+
+// Owns `bytes` of device memory (cudaMalloc: 256-byte aligned). Move-only; empty when default
+// constructed or moved from.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  static StatusOr<DeviceBuffer> create(size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return data_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return data_ == nullptr; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Owns a non-blocking CUDA stream; handle() is a cudaStream_t.
+class Stream {
+ public:
+  Stream() = default;
+  static StatusOr<Stream> create();
+  ~Stream();
+  Stream(Stream&& other) noexcept;
+  Stream& operator=(Stream&& other) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void* handle() const { return stream_; }
+  Status synchronize() const;
+
+ private:
+  void* stream_ = nullptr;
+};
+
+// Copies on `stream` (cudaStream_t or nullptr). Host memory is pageable, so they return once the
+// host buffer may be reused (a device->host copy has landed).
+Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream);
+Status copy_to_host(void* dst, const void* src, size_t bytes, void* stream);
+Status copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream);
+// Sets every byte to `value` (tests poison outputs with 0xff: NaN in fp32 and bf16).
+Status memset_device(void* dst, int value, size_t bytes, void* stream);
+
+}  // namespace vila::cuda

@@ -1,0 +1,297 @@
+// Every CUDA op of the decoder against its CPU oracle (ops/cpu), on random inputs of odd shapes,
+// outputs poisoned (0xff bytes: NaN) first so that an unwritten element fails. Skips cleanly where
+// there is no CUDA build or no GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "ops/cpu/activation.h"
+#include "ops/cpu/attention.h"
+#include "ops/cpu/embedding.h"
+#include "ops/cpu/matmul.h"
+#include "ops/cpu/rope.h"
+
+#ifdef VILA_WITH_CUDA
+#include "backend/cuda/attention.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/elementwise.h"
+#include "backend/cuda/embedding.h"
+#include "backend/cuda/linear.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/rope.h"
+#endif
+
+namespace vila {
+namespace {
+
+#ifdef VILA_WITH_CUDA
+#define VILA_SKIP_WITHOUT_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
+#else
+#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
+#endif
+
+std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// max |got - ref| / (1 + |ref|), NaN counting as infinite.
+double max_rel_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / (1.0 + std::fabs(ref[i]));
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst;
+}
+
+#ifdef VILA_WITH_CUDA
+// A device copy of a host vector, or a poisoned device buffer of n elements.
+template <typename T>
+cuda::DeviceBuffer upload(const std::vector<T>& host) {
+  auto buf = cuda::DeviceBuffer::create(host.size() * sizeof(T));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
+  return std::move(*buf);
+}
+
+cuda::DeviceBuffer poisoned(size_t bytes) {
+  auto buf = cuda::DeviceBuffer::create(bytes);
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::memset_device(buf->data(), 0xff, bytes, nullptr).ok());
+  return std::move(*buf);
+}
+
+std::vector<float> download(const cuda::DeviceBuffer& buf, size_t count, size_t offset = 0) {
+  std::vector<float> host(count);
+  EXPECT_TRUE(
+      cuda::copy_to_host(host.data(), buf.as<float>() + offset, count * 4, nullptr).ok());
+  return host;
+}
+#endif
+
+TEST(CudaOps, LinearF32MatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  auto blas = cuda::Blas::create();
+  ASSERT_TRUE(blas.ok()) << blas.status().to_string();
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t m, n, k;
+    bool bias;
+  };
+  for (const Case cs : {Case{1, 1, 1, false}, {1, 7, 5, true}, {3, 33, 17, true},
+                        {17, 896, 64, false}, {64, 768, 64, true}, {5, 129, 1000, true},
+                        {300, 257, 96, true}}) {
+    const auto x = random_floats(rng, cs.m * cs.k);
+    const auto w = random_floats(rng, cs.n * cs.k, 0.1f);
+    const auto b = random_floats(rng, cs.n);
+    cpu::LinearWeight lw{{const_cast<float*>(w.data()), DType::kF32, {cs.n, cs.k}}, {}};
+    if (cs.bias) lw.bias = {const_cast<float*>(b.data()), DType::kF32, {cs.n}};
+    std::vector<float> ref(static_cast<size_t>(cs.m * cs.n));
+    ASSERT_TRUE(cpu::linear({ref.data(), DType::kF32, {cs.m, cs.n}},
+                            {const_cast<float*>(x.data()), DType::kF32, {cs.m, cs.k}}, lw)
+                    .ok());
+    cuda::DeviceBuffer dx = upload(x), dw = upload(w), db = upload(b);
+    cuda::DeviceBuffer dout = poisoned(ref.size() * 4);
+    cuda::DeviceLinearWeight dlw{dw.data(), cs.bias ? db.as<float>() : nullptr, DType::kF32, cs.n,
+                                 cs.k};
+    const Status s = cuda::linear(**blas, dout.as<float>(), dx.data(), dlw, cs.m, nullptr);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    // fp32 accumulation in another order: error ~ sqrt(K) ulps of the terms.
+    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5)
+        << cs.m << "x" << cs.n << "x" << cs.k;
+  }
+#endif
+}
+
+TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  auto blas = cuda::Blas::create();
+  ASSERT_TRUE(blas.ok()) << blas.status().to_string();
+  std::mt19937 rng(12);
+  for (const auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 8}, {3, 33, 24},
+                               {17, 896, 64}, {130, 200, 136}}) {
+    auto x = random_floats(rng, m * k);
+    const auto w = random_floats(rng, n * k, 0.1f);
+    const auto b = random_floats(rng, n);
+    // The CPU reference gets the bf16 weight and bf16-rounded inputs: both sides then multiply
+    // the same values exactly in fp32; only the summation order differs.
+    std::vector<uint16_t> wb(w.size()), xb(x.size());
+    ASSERT_TRUE(convert_from_f32(w.data(), DType::kBF16, wb.data(), n * k).ok());
+    ASSERT_TRUE(convert_from_f32(x.data(), DType::kBF16, xb.data(), m * k).ok());
+    std::vector<float> x_rounded(x.size());
+    ASSERT_TRUE(convert_to_f32(DType::kBF16, xb.data(), x_rounded.data(), m * k).ok());
+    cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}},
+                         {const_cast<float*>(b.data()), DType::kF32, {n}}};
+    std::vector<float> ref(static_cast<size_t>(m * n));
+    ASSERT_TRUE(cpu::linear({ref.data(), DType::kF32, {m, n}},
+                            {x_rounded.data(), DType::kF32, {m, k}}, lw)
+                    .ok());
+    // The GPU converts the fp32 input itself (f32_to_bf16), as the model does.
+    cuda::DeviceBuffer dx = upload(x), dw = upload(wb), db = upload(b);
+    cuda::DeviceBuffer dxb = poisoned(xb.size() * 2);
+    ASSERT_TRUE(cuda::f32_to_bf16(dxb.as<uint16_t>(), dx.as<float>(), m * k, nullptr).ok());
+    std::vector<uint16_t> xb_got(xb.size());
+    ASSERT_TRUE(cuda::copy_to_host(xb_got.data(), dxb.data(), xb.size() * 2, nullptr).ok());
+    EXPECT_EQ(xb_got, xb) << "f32_to_bf16 must round as core/dtype.h";
+    cuda::DeviceBuffer dout = poisoned(ref.size() * 4);
+    cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k};
+    const Status s = cuda::linear(**blas, dout.as<float>(), dxb.data(), dlw, m, nullptr);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5) << m << "x" << n << "x" << k;
+  }
+#endif
+}
+
+TEST(CudaOps, EmbeddingMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(13);
+  const int64_t vocab = 37, cols = 131;
+  const auto table = random_floats(rng, vocab * cols);
+  const std::vector<int32_t> ids = {0, 36, 5, 5, 17, 1, 30};
+  const auto n = static_cast<int64_t>(ids.size());
+  std::vector<float> ref(static_cast<size_t>(n * cols));
+  ASSERT_TRUE(cpu::embedding({ref.data(), DType::kF32, {n, cols}},
+                             {const_cast<float*>(table.data()), DType::kF32, {vocab, cols}},
+                             ids.data(), n)
+                  .ok());
+  cuda::DeviceBuffer dt = upload(table), di = upload(ids), dout = poisoned(ref.size() * 4);
+  ASSERT_TRUE(cuda::embedding_f32(dout.as<float>(), dt.as<float>(), di.as<int32_t>(), n, vocab,
+                                  cols, nullptr)
+                  .ok());
+  EXPECT_EQ(download(dout, ref.size()), ref);
+#endif
+}
+
+TEST(CudaOps, RopeMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(14);
+  struct Case {
+    int64_t t, n_head, d, p0;
+    double theta;
+  };
+  for (const Case cs : {Case{1, 1, 2, 0, 10000.0}, {5, 3, 16, 7, 10000.0}, {9, 4, 64, 1000, 1e6},
+                        {33, 2, 128, 4093, 500000.0}, {2, 7, 80, 123457, 1e6}}) {
+    const int64_t half = cs.d / 2;
+    std::vector<int64_t> pos(static_cast<size_t>(cs.t));
+    for (int64_t i = 0; i < cs.t; ++i) pos[static_cast<size_t>(i)] = cs.p0 + i;
+    std::vector<float> cos_ref(static_cast<size_t>(cs.t * half)), sin_ref(cos_ref.size());
+    ASSERT_TRUE(cpu::rope_cos_sin({cos_ref.data(), DType::kF32, {cs.t, half}},
+                                  {sin_ref.data(), DType::kF32, {cs.t, half}}, pos.data(),
+                                  cs.theta)
+                    .ok());
+    const std::vector<float> inv = cuda::rope_inv_freq(half, cs.theta);
+    cuda::DeviceBuffer dinv = upload(inv);
+    cuda::DeviceBuffer dcos = poisoned(cos_ref.size() * 4), dsin = poisoned(cos_ref.size() * 4);
+    ASSERT_TRUE(cuda::rope_cos_sin_f32(dcos.as<float>(), dsin.as<float>(), dinv.as<float>(),
+                                       cs.p0, cs.t, half, nullptr)
+                    .ok());
+    const auto cos_got = download(dcos, cos_ref.size());
+    const auto sin_got = download(dsin, sin_ref.size());
+    // Same fp32 angle; cos/sin in double on both sides: at most an ulp apart.
+    EXPECT_LE(max_rel_error(cos_got, cos_ref), 1e-7) << cs.t << "x" << cs.d << "@" << cs.p0;
+    EXPECT_LE(max_rel_error(sin_got, sin_ref), 1e-7) << cs.t << "x" << cs.d << "@" << cs.p0;
+
+    auto x = random_floats(rng, cs.t * cs.n_head * cs.d);
+    cuda::DeviceBuffer dx = upload(x);
+    ASSERT_TRUE(cpu::rope_apply({x.data(), DType::kF32, {cs.t, cs.n_head, cs.d}},
+                                {cos_ref.data(), DType::kF32, {cs.t, half}},
+                                {sin_ref.data(), DType::kF32, {cs.t, half}})
+                    .ok());
+    // Apply with the CPU's tables, so that only rope_apply is compared here.
+    cuda::DeviceBuffer ccos = upload(cos_ref), csin = upload(sin_ref);
+    ASSERT_TRUE(cuda::rope_apply_f32(dx.as<float>(), ccos.as<float>(), csin.as<float>(), cs.t,
+                                     cs.n_head, cs.d, nullptr)
+                    .ok());
+    EXPECT_LE(max_rel_error(download(dx, x.size()), x), 1e-6) << cs.t << "x" << cs.d;
+  }
+#endif
+}
+
+TEST(CudaOps, SiluMulAndAddMatchCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(15);
+  for (const int64_t n : {1, 3, 4, 7, 64, 1001, 4096, 70001}) {
+    for (const int64_t offset : {0, 1}) {  // offset 1: misaligned, takes the scalar path
+      const auto g = random_floats(rng, n + offset, 3.0f);
+      const auto u = random_floats(rng, n + offset);
+      std::vector<float> ref(static_cast<size_t>(n));
+      ASSERT_TRUE(cpu::silu_mul({ref.data(), DType::kF32, {n}},
+                                {const_cast<float*>(g.data()) + offset, DType::kF32, {n}},
+                                {const_cast<float*>(u.data()) + offset, DType::kF32, {n}})
+                      .ok());
+      cuda::DeviceBuffer dg = upload(g), du = upload(u), dout = poisoned((n + offset) * 4);
+      ASSERT_TRUE(cuda::silu_mul_f32(dout.as<float>() + offset, dg.as<float>() + offset,
+                                     du.as<float>() + offset, n, nullptr)
+                      .ok());
+      EXPECT_LE(max_rel_error(download(dout, ref.size(), offset), ref), 1e-6) << n;
+
+      std::vector<float> sum(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) sum[i] = g[i + offset] + u[i + offset];
+      ASSERT_TRUE(cuda::add_inplace_f32(dg.as<float>() + offset, du.as<float>() + offset, n,
+                                        nullptr)
+                      .ok());
+      EXPECT_EQ(download(dg, sum.size(), offset), sum) << n;  // one rounding: exact
+    }
+  }
+#endif
+}
+
+TEST(CudaOps, AttentionMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(16);
+  struct Case {
+    int64_t t, h, hkv, d, p0, s;
+  };
+  // Prefill from empty, prefill after a prefix, decode (T = 1) at long and short lengths, GQA
+  // groups 1..7, head dims 2..256 (odd multiples of 2 included).
+  for (const Case cs : {Case{1, 1, 1, 2, 0, 1}, {7, 4, 2, 16, 0, 9}, {5, 4, 1, 16, 11, 20},
+                        {1, 14, 2, 64, 300, 301}, {1, 28, 4, 128, 1000, 1024},
+                        {33, 7, 7, 80, 3, 40}, {17, 6, 3, 256, 40, 64}, {3, 2, 2, 34, 0, 3}}) {
+    const auto q = random_floats(rng, cs.t * cs.h * cs.d);
+    const auto k = random_floats(rng, cs.s * cs.hkv * cs.d);
+    const auto v = random_floats(rng, cs.s * cs.hkv * cs.d);
+    const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cs.d)));
+    std::vector<float> ref(q.size());
+    ASSERT_TRUE(cpu::attention_causal({ref.data(), DType::kF32, {cs.t, cs.h, cs.d}},
+                                      {const_cast<float*>(q.data()), DType::kF32,
+                                       {cs.t, cs.h, cs.d}},
+                                      {const_cast<float*>(k.data()), DType::kF32,
+                                       {cs.s, cs.hkv, cs.d}},
+                                      {const_cast<float*>(v.data()), DType::kF32,
+                                       {cs.s, cs.hkv, cs.d}},
+                                      cs.p0, scale)
+                    .ok());
+    cuda::DeviceBuffer dq = upload(q), dk = upload(k), dv = upload(v);
+    cuda::DeviceBuffer dout = poisoned(q.size() * 4);
+    const Status st =
+        cuda::attention_causal_f32(dout.as<float>(), dq.as<float>(), dk.as<float>(),
+                                   dv.as<float>(), cs.p0, cs.t, cs.h, cs.hkv, cs.d, cs.s, scale,
+                                   nullptr);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 2e-6)
+        << "T " << cs.t << " H " << cs.h << " Hkv " << cs.hkv << " D " << cs.d << " p0 " << cs.p0;
+  }
+  // Positions past the cache are refused.
+  EXPECT_EQ(cuda::attention_causal_f32(nullptr, nullptr, nullptr, nullptr, 5, 4, 2, 1, 16, 8,
+                                       0.25f, nullptr)
+                .code(),
+            StatusCode::kOutOfRange);
+#endif
+}
+
+}  // namespace
+}  // namespace vila
