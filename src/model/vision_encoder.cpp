@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/logging.h"
 #include "core/mapped_file.h"
 #include "format/json_config.h"
 #include "model/s2_merge.h"
@@ -117,12 +118,14 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::load(const std::string& 
   c.projector_dir = submodule_dir(model_dir, j, "mm_projector_cfg", "mm_projector");
   VILA_ASSIGN_OR_RETURN(enc->tower_, SiglipTower::load(c.vision_dir, c.select_layer));
   const SiglipConfig& vc = enc->tower_->config();
+  // VILA interpolates position embeddings to `vision_resolution` only when it builds a model for
+  // training (vision_resolution_elevation); a saved checkpoint already holds the resized table and
+  // its image_size, and inference never resizes. We do the same: the field is read and ignored.
   VILA_ASSIGN_OR_RETURN(int64_t resolution, json_int_or(top, j, "vision_resolution", -1));
   if (resolution != -1 && resolution != vc.image_size) {
-    return unimplemented(top.path + ": field 'vision_resolution' is " + std::to_string(resolution) +
-                         " (position-embedding interpolation is not implemented; vision tower "
-                         "image_size is " +
-                         std::to_string(vc.image_size) + ")");
+    VILA_LOG_INFO(top.path + ": vision_resolution " + std::to_string(resolution) +
+                  " ignored at inference, as VILA does (vision tower image_size " +
+                  std::to_string(vc.image_size) + ")");
   }
 
   const int64_t n_scales = c.dynamic_s2 ? static_cast<int64_t>(c.s2_scales.size()) : 1;

@@ -35,7 +35,7 @@ namespace {
 #define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
 #endif
 
-std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.0f) {
+[[maybe_unused]] std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.0f) {
   std::normal_distribution<float> dist(0.0f, stddev);
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = dist(rng);
@@ -43,7 +43,7 @@ std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.
 }
 
 // max |got - ref| / (1 + |ref|), NaN counting as infinite.
-double max_rel_error(const std::vector<float>& got, const std::vector<float>& ref) {
+[[maybe_unused]] double max_rel_error(const std::vector<float>& got, const std::vector<float>& ref) {
   double worst = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     const double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / (1.0 + std::fabs(ref[i]));
@@ -118,7 +118,7 @@ TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
   auto blas = cuda::Blas::create();
   ASSERT_TRUE(blas.ok()) << blas.status().to_string();
   std::mt19937 rng(12);
-  for (const auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 8}, {3, 33, 24},
+  for (const auto& [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 8}, {3, 33, 24},
                                {17, 896, 64}, {130, 200, 136}}) {
     auto x = random_floats(rng, m * k);
     const auto w = random_floats(rng, n * k, 0.1f);

@@ -28,7 +28,7 @@ TEST(CudaOps, RmsNormMatchesCpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(3);
   std::normal_distribution<float> dist(0.0f, 2.0f);
-  for (const auto [rows, cols] :
+  for (const auto& [rows, cols] :
        {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 896}, {5, 1152}, {2, 3584}, {9, 4099}}) {
     std::vector<float> x(static_cast<size_t>(rows * cols)), w(static_cast<size_t>(cols));
     for (float& v : x) v = dist(rng);

@@ -696,9 +696,9 @@ TEST(VisionEncoder, LoadErrorsNameTheCulprit) {
                           {"vision_resolution", 56},
                           {"mm_vision_select_feature", "cls_patch"}};
     ASSERT_TRUE(write_json(dir + "/config.json", top).ok());
+    // Ignored at inference, as VILA does (it only resizes position embeddings for training).
     auto enc = VisionEncoder::load(dir);
-    ASSERT_EQ(enc.status().code(), StatusCode::kUnimplemented);
-    EXPECT_NE(enc.status().message().find("vision_resolution"), std::string::npos);
+    EXPECT_TRUE(enc.ok()) << enc.status().to_string();
     top["vision_resolution"] = -1;
     top["mm_vision_select_layer"] = -7;
     ASSERT_TRUE(write_json(dir + "/config.json", top).ok());
