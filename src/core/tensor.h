@@ -45,4 +45,7 @@ struct TensorView {
   float* f32() const { return static_cast<float*>(data); }
 };
 
+// An fp32 view of `data` (the common case for activations).
+inline TensorView f32_view(float* data, Shape shape) { return {data, DType::kF32, shape}; }
+
 }  // namespace vila

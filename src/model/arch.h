@@ -29,6 +29,23 @@ struct LlmTensorNames {
   const char* ffn_down;      // "mlp.down_proj"                   (C, F)
 };
 
+// The tensor names of Hugging Face's Llama-family decoders (Qwen2ForCausalLM, LlamaForCausalLM).
+inline constexpr LlmTensorNames kHfDecoderTensorNames = {
+    "model.embed_tokens.weight",
+    "model.norm.weight",
+    "lm_head.weight",
+    "model.layers.",
+    "input_layernorm.weight",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm.weight",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+};
+
 struct LlmArchInfo {
   LlmArch arch;
   const char* name;             // short name: "qwen2"

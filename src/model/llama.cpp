@@ -24,26 +24,8 @@ StatusOr<LlmConfig> llama_load_hparams(const JsonFile& config) {
 
 const LlmArchInfo& llama_arch_info() {
   static const LlmArchInfo info = {
-      LlmArch::kLlama,
-      "llama",
-      "LlamaForCausalLM",
-      "llama",
-      &llama_load_hparams,
-      {
-          "model.embed_tokens.weight",
-          "model.norm.weight",
-          "lm_head.weight",
-          "model.layers.",
-          "input_layernorm.weight",
-          "self_attn.q_proj",
-          "self_attn.k_proj",
-          "self_attn.v_proj",
-          "self_attn.o_proj",
-          "post_attention_layernorm.weight",
-          "mlp.gate_proj",
-          "mlp.up_proj",
-          "mlp.down_proj",
-      },
+      LlmArch::kLlama,       "llama", "LlamaForCausalLM", "llama", &llama_load_hparams,
+      kHfDecoderTensorNames,
   };
   return info;
 }

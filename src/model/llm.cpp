@@ -20,25 +20,16 @@
 #include <string>
 
 #include "core/mapped_file.h"
+#include "model/weights.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/embedding.h"
 #include "ops/cpu/norm.h"
 #include "ops/cpu/op_check.h"
 #include "ops/cpu/rope.h"
+#include "ops/cpu/vec.h"
 
 namespace vila {
-
-namespace {
-
-TensorView f32_view(float* data, Shape shape) { return {data, DType::kF32, shape}; }
-
-// x += y, n elements.
-void add_inplace(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -59,23 +50,12 @@ Status LanguageModel::bind_weights(const LlmArchInfo& arch) {
   const LlmTensorNames& names = arch.tensors;
   const Checkpoint& ckpt = *checkpoint_;
 
-  // A tensor of the expected shape and a dtype the ops read (f32/bf16/f16).
-  auto tensor = [&](const std::string& name, const Shape& shape) -> StatusOr<TensorView> {
-    VILA_ASSIGN_OR_RETURN(const SafetensorsEntry* entry, ckpt.get(name, shape));
-    if (!cpu::is_weight_dtype(entry->dtype)) {
-      return unimplemented(entry->file + ": tensor '" + name + "' has dtype " +
-                           dtype_name(entry->dtype) + " (supported: f32, bf16, f16)");
-    }
-    return entry->view();
+  auto tensor = [&](const std::string& name, const Shape& shape) {
+    return checkpoint_weight(ckpt, name, shape);
   };
   auto linear = [&](const std::string& base, int64_t out_features, int64_t in_features,
-                    bool has_bias) -> StatusOr<cpu::LinearWeight> {
-    cpu::LinearWeight w;
-    VILA_ASSIGN_OR_RETURN(w.weight, tensor(base + ".weight", {out_features, in_features}));
-    if (has_bias) {
-      VILA_ASSIGN_OR_RETURN(w.bias, tensor(base + ".bias", {out_features}));
-    }
-    return w;
+                    bool has_bias) {
+    return checkpoint_linear(ckpt, base, out_features, in_features, has_bias);
   };
 
   const int64_t C = c.hidden, H = c.n_heads, Hkv = c.n_kv_heads, D = c.head_dim;
@@ -256,7 +236,7 @@ Status LanguageModel::attention_block(int layer, int64_t t_count, KvCache& cache
   tap("attn", layer, attn.f32(), {T, H, D});
   VILA_RETURN_IF_ERROR(cpu::linear(xn, attn, w.o));  // xn (T, C) = o_proj(attn)
   tap("attn_out", layer, xn.f32(), {T, C});
-  add_inplace(x.f32(), xn.f32(), T * C);  // x += attn_out
+  cpu::vec_axpy_f32(x.f32(), 1.0f, xn.f32(), T * C);  // x += attn_out
   return ok_status();
 }
 
@@ -278,7 +258,7 @@ Status LanguageModel::mlp_block(int layer, int64_t t_count) {
   VILA_RETURN_IF_ERROR(cpu::silu_mul(gate, gate, up));  // gate = silu(gate) * up
   VILA_RETURN_IF_ERROR(cpu::linear(xn, gate, w.down));  // xn (T, C) = down(gate)
   tap("ffn_out", layer, xn.f32(), {T, C});
-  add_inplace(x.f32(), xn.f32(), T * C);  // x += ffn_out
+  cpu::vec_axpy_f32(x.f32(), 1.0f, xn.f32(), T * C);  // x += ffn_out
   return ok_status();
 }
 

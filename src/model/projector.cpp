@@ -10,6 +10,7 @@
 
 #include "core/mapped_file.h"
 #include "format/json_config.h"
+#include "model/weights.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/norm.h"
 #include "ops/cpu/op_check.h"
@@ -115,13 +116,8 @@ StatusOr<std::unique_ptr<Projector>> Projector::load(const std::string& dir, int
   VILA_ASSIGN_OR_RETURN(std::vector<StageSpec> specs, stage_specs(p->type_, C, H, config_path));
   VILA_ASSIGN_OR_RETURN(p->checkpoint_, Checkpoint::open_dir(dir));
   const Checkpoint& ckpt = *p->checkpoint_;
-  auto tensor = [&](const std::string& name, const Shape& shape) -> StatusOr<TensorView> {
-    VILA_ASSIGN_OR_RETURN(const SafetensorsEntry* entry, ckpt.get(name, shape));
-    if (!cpu::is_weight_dtype(entry->dtype)) {
-      return unimplemented(entry->file + ": tensor '" + name + "' has dtype " +
-                           dtype_name(entry->dtype) + " (supported: f32, bf16, f16)");
-    }
-    return entry->view();
+  auto tensor = [&](const std::string& name, const Shape& shape) {
+    return checkpoint_weight(ckpt, name, shape);
   };
 
   int64_t width = C;

@@ -28,26 +28,8 @@ StatusOr<LlmConfig> qwen2_load_hparams(const JsonFile& config) {
 
 const LlmArchInfo& qwen2_arch_info() {
   static const LlmArchInfo info = {
-      LlmArch::kQwen2,
-      "qwen2",
-      "Qwen2ForCausalLM",
-      "qwen2",
-      &qwen2_load_hparams,
-      {
-          "model.embed_tokens.weight",
-          "model.norm.weight",
-          "lm_head.weight",
-          "model.layers.",
-          "input_layernorm.weight",
-          "self_attn.q_proj",
-          "self_attn.k_proj",
-          "self_attn.v_proj",
-          "self_attn.o_proj",
-          "post_attention_layernorm.weight",
-          "mlp.gate_proj",
-          "mlp.up_proj",
-          "mlp.down_proj",
-      },
+      LlmArch::kQwen2,       "qwen2", "Qwen2ForCausalLM", "qwen2", &qwen2_load_hparams,
+      kHfDecoderTensorNames,
   };
   return info;
 }

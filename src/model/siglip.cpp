@@ -16,22 +16,14 @@
 #include <string>
 
 #include "core/mapped_file.h"
+#include "model/weights.h"
 #include "ops/cpu/attention_full.h"
 #include "ops/cpu/norm.h"
 #include "ops/cpu/op_check.h"
 #include "ops/cpu/patch_embed.h"
+#include "ops/cpu/vec.h"
 
 namespace vila {
-
-namespace {
-
-TensorView f32_view(float* data, Shape shape) { return {data, DType::kF32, shape}; }
-
-void add_inplace(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-}  // namespace
 
 StatusOr<SiglipConfig> parse_siglip_config(const JsonFile& file) {
   const nlohmann::json* j = &file.json;
@@ -110,20 +102,11 @@ StatusOr<std::unique_ptr<SiglipTower>> SiglipTower::load(const std::string& visi
 Status SiglipTower::bind_weights(int64_t layers_run) {
   const SiglipConfig& c = config_;
   const Checkpoint& ckpt = *checkpoint_;
-  auto tensor = [&](const std::string& name, const Shape& shape) -> StatusOr<TensorView> {
-    VILA_ASSIGN_OR_RETURN(const SafetensorsEntry* entry, ckpt.get(name, shape));
-    if (!cpu::is_weight_dtype(entry->dtype)) {
-      return unimplemented(entry->file + ": tensor '" + name + "' has dtype " +
-                           dtype_name(entry->dtype) + " (supported: f32, bf16, f16)");
-    }
-    return entry->view();
+  auto tensor = [&](const std::string& name, const Shape& shape) {
+    return checkpoint_weight(ckpt, name, shape);
   };
-  auto linear = [&](const std::string& base, int64_t out_f,
-                    int64_t in_f) -> StatusOr<cpu::LinearWeight> {
-    cpu::LinearWeight w;
-    VILA_ASSIGN_OR_RETURN(w.weight, tensor(base + ".weight", {out_f, in_f}));
-    VILA_ASSIGN_OR_RETURN(w.bias, tensor(base + ".bias", {out_f}));
-    return w;
+  auto linear = [&](const std::string& base, int64_t out_f, int64_t in_f) {
+    return checkpoint_linear(ckpt, base, out_f, in_f, /*has_bias=*/true);
   };
 
   const int64_t C = c.hidden, F = c.intermediate, p = c.patch_size, P = c.n_patches();
@@ -197,7 +180,7 @@ Status SiglipTower::forward(const float* tiles, int64_t n_tiles, float* out) {
     VILA_RETURN_IF_ERROR(cpu::patch_embed(
         x, TensorView(const_cast<float*>(pixels), DType::kF32, {1, c.n_channels, S, S}),
         weights_.patch_w, weights_.patch_b));
-    add_inplace(act_.x, pos, P * C);  // x += pos_emb
+    cpu::vec_axpy_f32(act_.x, 1.0f, pos, P * C);  // x += pos_emb
     for (const SiglipLayerWeights& w : weights_.layers) VILA_RETURN_IF_ERROR(encoder_layer(w));
     std::copy(act_.x, act_.x + P * C, out + n * P * C);
   }
@@ -228,14 +211,14 @@ Status SiglipTower::encoder_layer(const SiglipLayerWeights& w) {
                                            f32_view(act_.q, {P, H, D}), f32_view(act_.k, {P, H, D}),
                                            f32_view(act_.v, {P, H, D}), scale));
   VILA_RETURN_IF_ERROR(cpu::linear(xn, attn, w.o));  // xn (P, C) = out_proj(attn)
-  add_inplace(act_.x, act_.xn, P * C);               // x += attn_out
+  cpu::vec_axpy_f32(act_.x, 1.0f, act_.xn, P * C);   // x += attn_out
 
   // MLP block
   VILA_RETURN_IF_ERROR(cpu::layer_norm(xn, x, w.ln2_w, w.ln2_b, eps));
   VILA_RETURN_IF_ERROR(cpu::linear(mlp, xn, w.fc1));  // (P, F)
   VILA_RETURN_IF_ERROR(cpu::gelu(mlp, mlp, c.act));
   VILA_RETURN_IF_ERROR(cpu::linear(xn, mlp, w.fc2));  // xn (P, C) = fc2(gelu(fc1))
-  add_inplace(act_.x, act_.xn, P * C);                // x += mlp_out
+  cpu::vec_axpy_f32(act_.x, 1.0f, act_.xn, P * C);    // x += mlp_out
   return ok_status();
 }
 
