@@ -138,9 +138,7 @@ void LanguageModel::tap(const char* name, int layer, float* data, Shape shape) c
   if (tap_) tap_(name, layer, f32_view(data, shape));
 }
 
-Status LanguageModel::forward(const float* embeds, int64_t n, KvCache& cache, float* logits,
-                              int64_t n_logits) {
-  const LlmConfig& c = config_;
+Status check_forward_args(const float* embeds, int64_t n, const float* logits, int64_t n_logits) {
   if (n <= 0) return invalid_argument("forward: n must be positive, got " + std::to_string(n));
   if (embeds == nullptr) return invalid_argument("forward: embeds is null");
   if (n_logits < 0 || n_logits > n) {
@@ -148,6 +146,13 @@ Status LanguageModel::forward(const float* embeds, int64_t n, KvCache& cache, fl
                             std::to_string(n) + "]");
   }
   if (n_logits > 0 && logits == nullptr) return invalid_argument("forward: logits is null");
+  return ok_status();
+}
+
+Status LanguageModel::forward(const float* embeds, int64_t n, KvCache& cache, float* logits,
+                              int64_t n_logits) {
+  const LlmConfig& c = config_;
+  VILA_RETURN_IF_ERROR(check_forward_args(embeds, n, logits, n_logits));
   if (cache.n_layers() != c.n_layers || cache.n_kv_heads() != c.n_kv_heads ||
       cache.head_dim() != c.head_dim) {
     return invalid_argument("forward: KV cache (layers " + std::to_string(cache.n_layers()) +

@@ -46,6 +46,10 @@ struct LlmWeights {
 // "l_out", "result_norm", ...), layer index or -1; for dumping and diffing activations.
 using LlmDebugTap = std::function<void(const char* name, int layer, const TensorView& value)>;
 
+// Argument checks shared by every backend's forward(): n > 0, embeds set, 0 <= n_logits <= n,
+// logits set when n_logits > 0.
+Status check_forward_args(const float* embeds, int64_t n, const float* logits, int64_t n_logits);
+
 class LanguageModel {
  public:
   // llm_dir holds config.json + model.safetensors or model.safetensors.index.json with shards.

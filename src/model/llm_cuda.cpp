@@ -102,16 +102,16 @@ struct CudaLanguageModel::Impl {
   int64_t length = 0;
 
   // Activations for max_chunk tokens (T below), carved from `activations`.
-  float* x = nullptr;         // (T, C)    residual stream
-  float* xn = nullptr;        // (T, C)    normed input, then block output
-  float* q = nullptr;         // (T, H*D)
-  float* attn = nullptr;      // (T, H*D)
-  float* gate = nullptr;      // (T, F)
-  float* up = nullptr;        // (T, F)
-  float* rope_cos = nullptr;  // (T, D/2)
-  float* rope_sin = nullptr;  // (T, D/2)
-  float* inv_freq = nullptr;  // (D/2)
-  float* logits = nullptr;    // (T, V)
+  float* x = nullptr;           // (T, C)    residual stream
+  float* xn = nullptr;          // (T, C)    normed input, then block output
+  float* q = nullptr;           // (T, H*D)
+  float* attn = nullptr;        // (T, H*D)
+  float* gate = nullptr;        // (T, F)
+  float* up = nullptr;          // (T, F)
+  float* rope_cos = nullptr;    // (T, D/2)
+  float* rope_sin = nullptr;    // (T, D/2)
+  float* inv_freq = nullptr;    // (D/2)
+  float* logits = nullptr;      // (T, V)
   uint16_t* in_bf16 = nullptr;  // (T, max(C, H*D, F)) bf16 GEMM input (kBF16 only)
 
   void* s() const { return stream.handle(); }
@@ -221,11 +221,16 @@ StatusOr<std::unique_ptr<CudaLanguageModel>> CudaLanguageModel::create(
   const int64_t T = options.max_chunk;
   const int64_t widest = std::max({C, H * D, F});
   size_t total = 0;
-  std::vector<std::pair<float**, int64_t>> floats = {
-      {&impl->x, T * C},          {&impl->xn, T * C},           {&impl->q, T * H * D},
-      {&impl->attn, T * H * D},   {&impl->gate, T * F},         {&impl->up, T * F},
-      {&impl->rope_cos, T * D / 2}, {&impl->rope_sin, T * D / 2}, {&impl->inv_freq, D / 2},
-      {&impl->logits, T * V}};
+  std::vector<std::pair<float**, int64_t>> floats = {{&impl->x, T * C},
+                                                     {&impl->xn, T * C},
+                                                     {&impl->q, T * H * D},
+                                                     {&impl->attn, T * H * D},
+                                                     {&impl->gate, T * F},
+                                                     {&impl->up, T * F},
+                                                     {&impl->rope_cos, T * D / 2},
+                                                     {&impl->rope_sin, T * D / 2},
+                                                     {&impl->inv_freq, D / 2},
+                                                     {&impl->logits, T * V}};
   for (const auto& [ptr, count] : floats) total += align_up(static_cast<size_t>(count) * 4);
   const size_t bf16_bytes = wdt == DType::kBF16 ? static_cast<size_t>(T * widest) * 2 : 0;
   VILA_ASSIGN_OR_RETURN(impl->activations, cuda::DeviceBuffer::create(total + bf16_bytes));
@@ -265,17 +270,10 @@ size_t CudaLanguageModel::device_bytes() const {
          impl_->blas->workspace_bytes();
 }
 
-Status CudaLanguageModel::forward(const float* embeds, int64_t n, float* logits,
-                                  int64_t n_logits) {
+Status CudaLanguageModel::forward(const float* embeds, int64_t n, float* logits, int64_t n_logits) {
   Impl& m = *impl_;
   const LlmConfig& c = m.config;
-  if (n <= 0) return invalid_argument("forward: n must be positive, got " + std::to_string(n));
-  if (embeds == nullptr) return invalid_argument("forward: embeds is null");
-  if (n_logits < 0 || n_logits > n) {
-    return invalid_argument("forward: n_logits " + std::to_string(n_logits) + " outside [0, " +
-                            std::to_string(n) + "]");
-  }
-  if (n_logits > 0 && logits == nullptr) return invalid_argument("forward: logits is null");
+  VILA_RETURN_IF_ERROR(check_forward_args(embeds, n, logits, n_logits));
   if (n > m.options.max_seq - m.length) {
     return out_of_range("forward: " + std::to_string(n) + " new positions at length " +
                         std::to_string(m.length) + " exceed the KV cache capacity " +
@@ -289,8 +287,7 @@ Status CudaLanguageModel::forward(const float* embeds, int64_t n, float* logits,
     const int64_t first = std::clamp(first_logit_row - start, int64_t{0}, t_count);
     float* chunk_logits =
         first < t_count ? logits + (start + first - first_logit_row) * c.vocab_size : nullptr;
-    VILA_RETURN_IF_ERROR(
-        m.forward_chunk(embeds + start * c.hidden, t_count, chunk_logits, first));
+    VILA_RETURN_IF_ERROR(m.forward_chunk(embeds + start * c.hidden, t_count, chunk_logits, first));
   }
   return ok_status();
 }
@@ -335,8 +332,8 @@ Status CudaLanguageModel::Impl::attention_block(int64_t layer, int64_t t_count) 
   VILA_RETURN_IF_ERROR(linear(v_new, xn, w.v, T));  // v (T, Hkv*D) into the cache
   VILA_RETURN_IF_ERROR(cuda::rope_apply_f32(q, rope_cos, rope_sin, T, H, D, s()));
   VILA_RETURN_IF_ERROR(cuda::rope_apply_f32(k_new, rope_cos, rope_sin, T, Hkv, D, s()));
-  VILA_RETURN_IF_ERROR(cuda::attention_causal_f32(attn, q, kc, vc, p0, T, H, Hkv, D,
-                                                  options.max_seq, scale, s()));
+  VILA_RETURN_IF_ERROR(
+      cuda::attention_causal_f32(attn, q, kc, vc, p0, T, H, Hkv, D, options.max_seq, scale, s()));
   VILA_RETURN_IF_ERROR(linear(xn, attn, w.o, T));  // xn (T, C) = o_proj(attn)
   return cuda::add_inplace_f32(x, xn, T * C, s());
 }

@@ -8,6 +8,8 @@
 // against transformers is 1e-4). Greedy continuations must be identical.
 // bf16 weights: asserted only to 5% of the logit range (bf16 has 8 bits of mantissa); measured
 // 0.04-0.33 on ranges of 12-16.
+#include "model/llm_cuda.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,8 +18,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../common/golden_util.h"
 #include "format/safetensors.h"
-#include "model/llm_cuda.h"
 #include "model/vila_model.h"
 #include "runtime/kv_cache.h"
 
@@ -36,26 +38,6 @@ bool have_gpu() {
 #else
   return false;
 #endif
-}
-
-std::vector<std::string> fixture_models() {
-  std::vector<std::string> names;
-  const fs::path root = fs::path(VILA_FIXTURES_DIR) / "models";
-  if (!fs::exists(root)) return names;
-  for (const auto& entry : fs::directory_iterator(root)) {
-    if (fs::exists(entry.path() / "reference.json")) names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-double max_abs_diff(const float* a, const float* b, int64_t n) {
-  double worst = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-  }
-  return worst;
 }
 
 int32_t argmax(const float* row, int64_t n) {
@@ -126,8 +108,8 @@ TEST_P(CudaGolden, Fp32LogitsMatchCpuAndTransformers) {
     const auto e = embed(ids);
     const Status s = gpu->forward(e.data(), n, logits.data(), n);
     ASSERT_TRUE(s.ok()) << s.to_string();
-    const double vs_cpu = max_abs_diff(logits.data(), cpu.data(), n * vocab);
-    const double vs_ref = max_abs_diff(logits.data(), expected, n * vocab);
+    const double vs_cpu = golden::max_abs_diff(logits.data(), cpu.data(), n * vocab);
+    const double vs_ref = golden::max_abs_diff(logits.data(), expected, n * vocab);
     EXPECT_LE(vs_cpu, 1e-4) << "prompt " << prompt["name"];
     EXPECT_LE(vs_ref, 2e-4) << "prompt " << prompt["name"];
     RecordProperty("max_diff_vs_cpu_" + std::to_string(index), std::to_string(vs_cpu));
@@ -159,7 +141,8 @@ TEST_P(CudaGolden, ChunkedPrefillAndDecodeMatchFullForward) {
   }
   EXPECT_EQ(gpu->length(), n);
   const int64_t from = prefix - tail;
-  EXPECT_LE(max_abs_diff(got.data() + from * vocab, cpu.data() + from * vocab, (n - from) * vocab),
+  EXPECT_LE(golden::max_abs_diff(got.data() + from * vocab, cpu.data() + from * vocab,
+                                 (n - from) * vocab),
             1e-4);
   // Overflow is refused and leaves the cache as it was.
   std::vector<float> big(static_cast<size_t>((gpu->capacity() - n + 1) * hidden), 0.5f);
@@ -205,7 +188,7 @@ TEST_P(CudaGolden, Bf16WeightsStayClose) {
     const auto e = embed(ids);
     ASSERT_TRUE(gpu->forward(e.data(), n, logits.data(), n).ok());
     const auto [lo, hi] = std::minmax_element(cpu.begin(), cpu.end());
-    const double diff = max_abs_diff(logits.data(), cpu.data(), n * vocab);
+    const double diff = golden::max_abs_diff(logits.data(), cpu.data(), n * vocab);
     EXPECT_LE(diff, 0.05 * (*hi - *lo)) << "prompt " << prompt["name"];
     std::printf("[ %s ] bf16 prompt %s: max |cuda - cpu| %.3g (logit range %.3g)\n",
                 GetParam().c_str(), prompt["name"].get<std::string>().c_str(), diff,
@@ -215,7 +198,7 @@ TEST_P(CudaGolden, Bf16WeightsStayClose) {
 
 TEST(CudaLanguageModelApi, CreateFailsCleanlyWithoutGpu) {
   if (have_gpu()) GTEST_SKIP() << "a GPU is present";
-  const auto names = fixture_models();
+  const auto names = golden::fixture_names("models");
   ASSERT_FALSE(names.empty());
   auto model = VilaModel::load((fs::path(VILA_FIXTURES_DIR) / "models" / names[0]).string());
   ASSERT_TRUE(model.ok()) << model.status().to_string();
@@ -223,14 +206,8 @@ TEST(CudaLanguageModelApi, CreateFailsCleanlyWithoutGpu) {
   EXPECT_FALSE(gpu.ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::ValuesIn(fixture_models()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::ValuesIn(golden::fixture_names("models")),
+                         [](const auto& info) { return golden::param_name(info.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CudaGolden);
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../common/golden_util.h"
 #include "format/safetensors.h"
 #include "model/vila_model.h"
 #include "runtime/generate.h"
@@ -18,17 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr double kLogitTolerance = 1e-4;
-
-std::vector<std::string> fixture_models() {
-  std::vector<std::string> names;
-  const fs::path root = fs::path(VILA_FIXTURES_DIR) / "models";
-  if (!fs::exists(root)) return names;
-  for (const auto& entry : fs::directory_iterator(root)) {
-    if (fs::exists(entry.path() / "reference.json")) names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 class GoldenModel : public ::testing::TestWithParam<std::string> {
  protected:
@@ -137,18 +127,14 @@ TEST_P(GoldenModel, TokenizerMatchesOnRealSentences) {
   EXPECT_EQ(mismatches, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenModel, ::testing::ValuesIn(fixture_models()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenModel,
+                         ::testing::ValuesIn(golden::fixture_names("models")),
+                         [](const auto& info) { return golden::param_name(info.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenModel);
 
 TEST(GoldenFixtures, Present) {
-  EXPECT_GE(fixture_models().size(), 5u) << "tests/fixtures/models/* with reference.json";
+  EXPECT_GE(golden::fixture_names("models").size(), 5u)
+      << "tests/fixtures/models/* with reference.json";
 }
 
 }  // namespace

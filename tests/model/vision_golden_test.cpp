@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../common/golden_util.h"
 #include "format/safetensors.h"
 #include "model/vila_model.h"
 #include "runtime/kv_cache.h"
@@ -24,16 +25,6 @@ namespace fs = std::filesystem;
 constexpr double kTolerance = 1e-4;
 const fs::path kRoot = fs::path(VILA_FIXTURES_DIR) / "vision";
 
-std::vector<std::string> vision_models() {
-  std::vector<std::string> names;
-  if (!fs::exists(kRoot)) return names;
-  for (const auto& entry : fs::directory_iterator(kRoot)) {
-    if (fs::exists(entry.path() / "reference.json")) names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 std::string sha256_hex(const std::vector<uint8_t>& bytes) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(bytes.data(), bytes.size(), digest);
@@ -44,15 +35,6 @@ std::string sha256_hex(const std::vector<uint8_t>& bytes) {
     out += kHex[c & 15];
   }
   return out;
-}
-
-double max_abs_diff(const float* a, const float* b, int64_t n) {
-  double worst = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-    if (!(d <= worst)) worst = d;  // NaN propagates
-  }
-  return worst;
 }
 
 class VisionGolden : public ::testing::TestWithParam<std::string> {
@@ -154,7 +136,8 @@ TEST_P(VisionGolden, PromptFeaturesLogitsAndGreedyMatch) {
       ASSERT_EQ(static_cast<int64_t>(ours.size()), n_tokens * hidden);
       const float* ref = tensor(media["features_tensor"], Shape{n_tokens, hidden});
       ASSERT_NE(ref, nullptr);
-      EXPECT_LE(max_abs_diff(ours.data(), ref, n_tokens * hidden), kTolerance) << "image " << i;
+      EXPECT_LE(golden::max_abs_diff(ours.data(), ref, n_tokens * hidden), kTolerance)
+          << "image " << i;
     }
 
     // Logits of the last positions.
@@ -168,7 +151,7 @@ TEST_P(VisionGolden, PromptFeaturesLogitsAndGreedyMatch) {
     ASSERT_TRUE(s.ok()) << s.to_string();
     const float* ref_logits = tensor(c["logits_tensor"], Shape{n_logits, vocab});
     ASSERT_NE(ref_logits, nullptr);
-    EXPECT_LE(max_abs_diff(logits.data(), ref_logits, n_logits * vocab), kTolerance);
+    EXPECT_LE(golden::max_abs_diff(logits.data(), ref_logits, n_logits * vocab), kTolerance);
 
     // Greedy continuation.
     const auto expected = c["greedy_ids"].get<std::vector<int32_t>>();
@@ -180,17 +163,12 @@ TEST_P(VisionGolden, PromptFeaturesLogitsAndGreedyMatch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, VisionGolden, ::testing::ValuesIn(vision_models()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& ch : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, VisionGolden,
+                         ::testing::ValuesIn(golden::fixture_names("vision")),
+                         [](const auto& info) { return golden::param_name(info.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(VisionGolden);
 
-TEST(VisionGoldenFixtures, Present) { EXPECT_EQ(vision_models().size(), 3u); }
+TEST(VisionGoldenFixtures, Present) { EXPECT_EQ(golden::fixture_names("vision").size(), 3u); }
 
 }  // namespace
 }  // namespace vila
