@@ -10,33 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
+
 namespace vila::testing {
-
-// A fresh folder under $TMPDIR (or /tmp), removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vila_tok_XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  void write(const std::string& name, const std::string& contents) const {
-    std::ofstream out(file(name), std::ios::binary);
-    out << contents;
-  }
-
- private:
-  std::string path_;
-};
 
 inline bool read_file(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);

@@ -10,34 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "core/mapped_file.h"
 
 namespace vila {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = (fs::temp_directory_path() /
-             ("vila_st_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
-                .string();
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_join(path_, name); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using vila::testing::TempDir;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

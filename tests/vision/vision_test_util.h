@@ -11,31 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "vision/image.h"
 
 namespace vila::vision_testing {
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vila_img_XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  void write(const std::string& name, const std::string& bytes) const {
-    std::ofstream(file(name), std::ios::binary) << bytes;
-  }
-
- private:
-  std::string path_;
-};
+using vila::testing::TempDir;
 
 // An npm @stdlib photo by name, or a path as is.
 inline std::string photo_path(const std::string& name) {
