@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "runtime/decoder.h"
 #include "runtime/kv_cache.h"
 
 namespace vila {
@@ -13,7 +14,7 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-Status check_ids(const LanguageModel& llm, const std::vector<int32_t>& ids, const char* what) {
+Status check_ids(const Decoder& llm, const std::vector<int32_t>& ids, const char* what) {
   const int64_t vocab = llm.config().vocab_size;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab) {
@@ -26,13 +27,13 @@ Status check_ids(const LanguageModel& llm, const std::vector<int32_t>& ids, cons
   return ok_status();
 }
 
-int64_t effective_context(const LanguageModel& llm, int64_t requested) {
+int64_t effective_context(const Decoder& llm, int64_t requested) {
   const int64_t max_pos = llm.config().max_position;
   return requested > 0 ? std::min(requested, max_pos) : max_pos;
 }
 
 // Positions of a prompt, validating ids (text prompts) or the embedding size (media prompts).
-StatusOr<int64_t> prompt_positions(const LanguageModel& llm, const PromptInput& prompt) {
+StatusOr<int64_t> prompt_positions(const Decoder& llm, const PromptInput& prompt) {
   const int64_t hidden = llm.config().hidden;
   if (!prompt.has_embeds()) {
     VILA_RETURN_IF_ERROR(check_ids(llm, prompt.ids, "prompt"));
@@ -46,8 +47,8 @@ StatusOr<int64_t> prompt_positions(const LanguageModel& llm, const PromptInput& 
 }
 
 // Rows [begin, begin + count) of the prompt's input embeddings into `out`.
-Status prompt_rows(const LanguageModel& llm, const PromptInput& prompt, int64_t begin,
-                   int64_t count, std::vector<float>& out) {
+Status prompt_rows(const Decoder& llm, const PromptInput& prompt, int64_t begin, int64_t count,
+                   std::vector<float>& out) {
   const int64_t hidden = llm.config().hidden;
   out.resize(static_cast<size_t>(count * hidden));
   if (!prompt.has_embeds()) return llm.embed(prompt.ids.data() + begin, count, out.data());
@@ -56,15 +57,15 @@ Status prompt_rows(const LanguageModel& llm, const PromptInput& prompt, int64_t 
 }
 
 // Feeds the prompt through the model in chunks; writes the logits of the last position to `last`.
-Status prefill(LanguageModel& llm, KvCache& cache, const PromptInput& prompt, int64_t n,
-               int64_t chunk, std::vector<float>& last) {
+Status prefill(Decoder& llm, const PromptInput& prompt, int64_t n, int64_t chunk,
+               std::vector<float>& last) {
   std::vector<float> embeds;
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t count = std::min(chunk, n - begin);
     VILA_RETURN_IF_ERROR(prompt_rows(llm, prompt, begin, count, embeds));
     const bool is_last = begin + count == n;
     VILA_RETURN_IF_ERROR(
-        llm.forward(embeds.data(), count, cache, is_last ? last.data() : nullptr, is_last ? 1 : 0));
+        llm.forward(embeds.data(), count, is_last ? last.data() : nullptr, is_last ? 1 : 0));
   }
   return ok_status();
 }
@@ -107,6 +108,13 @@ size_t utf8_complete_prefix(const std::string& s) {
 StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer,
                                   const PromptInput& prompt, const GenerateOptions& options,
                                   const TextCallback& on_text) {
+  CpuDecoder decoder(llm);
+  return generate(decoder, tokenizer, prompt, options, on_text);
+}
+
+StatusOr<GenerateResult> generate(Decoder& llm, const Tokenizer& tokenizer,
+                                  const PromptInput& prompt, const GenerateOptions& options,
+                                  const TextCallback& on_text) {
   VILA_ASSIGN_OR_RETURN(const int64_t n_prompt, prompt_positions(llm, prompt));
   if (n_prompt == 0) return invalid_argument("the prompt is empty (no tokens)");
   const int64_t context = effective_context(llm, options.context_length);
@@ -120,20 +128,20 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
   result.prompt_ids = prompt.ids;
   result.timings.prompt_tokens = n_prompt;
 
-  KvCache cache = llm.make_cache(std::min(context, n_prompt + options.max_new_tokens));
+  VILA_RETURN_IF_ERROR(llm.begin(std::min(context, n_prompt + options.max_new_tokens)));
   std::vector<float> logits(static_cast<size_t>(vocab));
   auto t0 = Clock::now();
   VILA_RETURN_IF_ERROR(
-      prefill(llm, cache, prompt, n_prompt, std::max<int64_t>(1, options.prefill_chunk), logits));
+      prefill(llm, prompt, n_prompt, std::max<int64_t>(1, options.prefill_chunk), logits));
   result.timings.prefill_ms = ms_since(t0);
 
   Sampler sampler(options.sampling);
-  std::vector<float> embed(static_cast<size_t>(llm.config().hidden));
+  // The first token comes from the prefill's logits (host); each later one from Decoder::step.
+  int32_t id = sampler.sample(logits.data(), vocab);
   size_t emitted = 0;  // bytes of result.text already passed to on_text
   result.stop_reason = "max_new_tokens";
   t0 = Clock::now();
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    const int32_t id = sampler.sample(logits.data(), vocab);
     if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
       result.stop_reason = "stop_token";
       break;
@@ -148,12 +156,11 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
       }
     }
     if (step + 1 == options.max_new_tokens) break;
-    if (cache.length() + 1 > cache.capacity()) {
+    if (llm.length() + 1 > llm.capacity()) {
       result.stop_reason = "context_full";
       break;
     }
-    VILA_RETURN_IF_ERROR(llm.embed(&id, 1, embed.data()));
-    VILA_RETURN_IF_ERROR(llm.forward(embed.data(), 1, cache, logits.data(), 1));
+    VILA_ASSIGN_OR_RETURN(id, llm.step(id, sampler, static_cast<uint64_t>(step + 1)));
   }
   result.timings.decode_ms = ms_since(t0);
   result.timings.generated_tokens = static_cast<int64_t>(result.output_ids.size());
@@ -163,6 +170,14 @@ StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer
 }
 
 StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& tokenizer,
+                                         const PromptInput& prompt,
+                                         const std::vector<int32_t>& continuation_ids,
+                                         int64_t context_length) {
+  CpuDecoder decoder(llm);
+  return score_continuation(decoder, tokenizer, prompt, continuation_ids, context_length);
+}
+
+StatusOr<ScoreResult> score_continuation(Decoder& llm, const Tokenizer& tokenizer,
                                          const PromptInput& prompt,
                                          const std::vector<int32_t>& continuation_ids,
                                          int64_t context_length) {
@@ -179,7 +194,7 @@ StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& to
   const int64_t vocab = llm.config().vocab_size;
   const int64_t hidden = llm.config().hidden;
   const auto n_cont = static_cast<int64_t>(continuation_ids.size());
-  KvCache cache = llm.make_cache(n);
+  VILA_RETURN_IF_ERROR(llm.begin(n));
   std::vector<float> embeds;
   VILA_RETURN_IF_ERROR(prompt_rows(llm, prompt, 0, n_prompt, embeds));
   embeds.resize(static_cast<size_t>(n * hidden));
@@ -188,7 +203,7 @@ StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& to
   // Logits of the positions that predict each continuation token: n_cont positions ending at n-2.
   // Run everything but the last token, asking for the last n_cont logits.
   std::vector<float> logits(static_cast<size_t>(n_cont * vocab));
-  VILA_RETURN_IF_ERROR(llm.forward(embeds.data(), n - 1, cache, logits.data(), n_cont));
+  VILA_RETURN_IF_ERROR(llm.forward(embeds.data(), n - 1, logits.data(), n_cont));
   ScoreResult result;
   for (int64_t i = 0; i < n_cont; ++i) {
     const int32_t id = continuation_ids[static_cast<size_t>(i)];

@@ -51,7 +51,13 @@ struct PromptInput {
   bool has_embeds() const { return !embeds.empty(); }
 };
 
-// OutOfRange when the prompt alone does not fit the context.
+class Decoder;  // runtime/decoder.h
+
+// OutOfRange when the prompt alone does not fit the context. The Decoder form runs on any backend
+// (CpuDecoder, CudaDecoder); the LanguageModel form is the CPU one.
+StatusOr<GenerateResult> generate(Decoder& llm, const Tokenizer& tokenizer,
+                                  const PromptInput& prompt, const GenerateOptions& options,
+                                  const TextCallback& on_text = nullptr);
 StatusOr<GenerateResult> generate(LanguageModel& llm, const Tokenizer& tokenizer,
                                   const PromptInput& prompt, const GenerateOptions& options,
                                   const TextCallback& on_text = nullptr);
@@ -71,6 +77,10 @@ struct ScoreResult {
 
 // Log-likelihood of `continuation_ids` following `prompt_ids` (teacher forcing), over the model's
 // vocab_size logits.
+StatusOr<ScoreResult> score_continuation(Decoder& llm, const Tokenizer& tokenizer,
+                                         const PromptInput& prompt,
+                                         const std::vector<int32_t>& continuation_ids,
+                                         int64_t context_length = 0);
 StatusOr<ScoreResult> score_continuation(LanguageModel& llm, const Tokenizer& tokenizer,
                                          const PromptInput& prompt,
                                          const std::vector<int32_t>& continuation_ids,

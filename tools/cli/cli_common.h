@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "core/status.h"
+#include "model/llm_engine.h"
 #include "model/vila_model.h"
+#include "runtime/decoder.h"
 
 namespace vila::cli {
 
@@ -18,6 +20,22 @@ int report_error(const Status& status);
 // Loads a model folder, showing progress on stderr when it is a terminal.
 StatusOr<std::unique_ptr<VilaModel>> load_model_with_progress(const std::string& dir,
                                                               const std::string& chat_template);
+
+// The backend a command runs the LLM on: --device (auto, cpu, cuda) and --dtype (bf16, fp16; the
+// GPU engine's compute type).
+struct DeviceArgs {
+  std::string device = "auto";
+  std::string dtype = "bf16";
+};
+void add_device_options(CLI::App* cmd, DeviceArgs& args);
+
+// A Decoder for `model` on the chosen device, with room for `positions` positions. "auto" is cuda
+// when vila.cpp was built with CUDA and a GPU is present, else cpu. Owns the GPU engine if any.
+struct DecoderHandle {
+  std::unique_ptr<LlmEngine> engine;
+  std::unique_ptr<Decoder> decoder;
+};
+StatusOr<DecoderHandle> make_decoder(VilaModel& model, const DeviceArgs& args, int64_t positions);
 
 // Reads TEXT, or all of standard input when TEXT is "-".
 std::string text_or_stdin(const std::string& text);

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "cli_common.h"
+#include "cmd_bench_cuda.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "model/random_checkpoint.h"
@@ -208,8 +209,18 @@ int run_bench(const BenchArgs& args) {
 
 void add_bench_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("bench", "CPU prefill/decode throughput beside measured ceilings");
+  auto cuda_args = std::make_shared<CudaBenchArgs>();
+  auto device = std::make_shared<std::string>("cpu");
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Prefill/decode throughput (CPU or CUDA) beside ceilings measured in the same run");
+  cmd->add_option("--device", *device, "cpu, or cuda (the GPU engine on random weights)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--prefill", cuda_args->prefill, "cuda: prompt lengths to time (512 4096)");
+  cmd->add_option("--context", cuda_args->contexts, "cuda: batch-1 decode contexts (512 4096)");
+  cmd->add_option("--batch", cuda_args->batches, "cuda: decode batch sizes (1 8 32)");
+  cmd->add_option("--batch-context", cuda_args->batch_context,
+                  "cuda: context of the batched decode runs (512)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--model", args->model, "Benchmark this checkpoint instead of a random one");
   cmd->add_option("--preset", args->preset,
                   "Random model shape: qwen2-0.5b, qwen2-1.5b, qwen2-7b, tiny");
@@ -222,7 +233,19 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--cache-dir", args->cache_dir, "Where random checkpoints are kept");
   cmd->add_option("--json", args->json_path, "Also write the results to this JSON file");
-  cmd->callback([args, &exit_code] { exit_code = run_bench(*args); });
+  cmd->callback([args, cuda_args, device, cmd, &exit_code] {
+    if (*device == "cpu") {
+      exit_code = run_bench(*args);
+      return;
+    }
+    CudaBenchArgs a = *cuda_args;
+    if (cmd->count("--preset") > 0) a.preset = args->preset;
+    if (cmd->count("--dtype") > 0) a.dtype = args->dtypes.front();
+    if (cmd->count("--decode-tokens") > 0) a.decode_tokens = args->decode_tokens;
+    if (cmd->count("--repeats") > 0) a.repeats = args->repeats;
+    a.json_path = args->json_path;
+    exit_code = run_bench_cuda(a);
+  });
 }
 
 }  // namespace vila::cli

@@ -1,4 +1,5 @@
 // vila generate: text generation with the chat template, streaming to stdout.
+#include <algorithm>
 #include <cstdio>
 
 #include "cli_common.h"
@@ -21,6 +22,7 @@ struct GenerateArgs {
   bool raw = false;
   bool json = false;
   std::string chat_template;
+  DeviceArgs device;
 };
 
 int run_generate(const GenerateArgs& args) {
@@ -45,7 +47,16 @@ int run_generate(const GenerateArgs& args) {
       std::fflush(stdout);
     };
   }
-  auto result = generate(model.llm(), model.tokenizer(), media->input, options, stream);
+  const auto n_prompt = static_cast<int64_t>(
+      media->input.has_embeds()
+          ? media->input.embeds.size() / static_cast<size_t>(model.llm().config().hidden)
+          : media->input.ids.size());
+  int64_t positions = n_prompt + args.max_new_tokens;
+  if (args.ctx_size > 0) positions = std::min(positions, args.ctx_size);
+  positions = std::min(positions, model.llm().config().max_position);
+  auto decoder = make_decoder(model, args.device, positions);
+  if (!decoder.ok()) return report_error(decoder.status());
+  auto result = generate(*decoder->decoder, model.tokenizer(), media->input, options, stream);
   if (!result.ok()) return report_error(result.status());
   if (args.json) {
     const GenerateTimings& t = result->timings;
@@ -56,6 +67,7 @@ int run_generate(const GenerateArgs& args) {
         {"prompt_token_ids", result->prompt_ids},
         {"generated_tokens", t.generated_tokens},
         {"stop_reason", result->stop_reason},
+        {"device", decoder->decoder->backend()},
         {"image_tokens", media->image_tokens},
         {"timings",
          {{"preprocess_ms", media->preprocess_ms},
@@ -98,6 +110,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--chat-template", args->chat_template,
                   "Override the template: qwen2, vicuna_v1, llama_3, none");
   cmd->add_flag("--raw", args->raw, "Use the prompt as is, without the chat template");
+  add_device_options(cmd, args->device);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of streaming text");
   cmd->callback([args, &exit_code] { exit_code = run_generate(*args); });
 }

@@ -16,6 +16,7 @@ struct ScoreArgs {
   bool raw = false;
   bool json = false;
   std::string chat_template;
+  DeviceArgs device;
 };
 
 int run_score(const ScoreArgs& args) {
@@ -26,8 +27,14 @@ int run_score(const ScoreArgs& args) {
   auto media = model.build_prompt(prompt, args.images, args.raw);
   if (!media.ok()) return report_error(media.status());
   const std::vector<int32_t> cont_ids = model.tokenizer().encode(args.continuation);
-  auto result =
-      score_continuation(model.llm(), model.tokenizer(), media->input, cont_ids, args.ctx_size);
+  const auto n_prompt = static_cast<int64_t>(
+      media->input.has_embeds()
+          ? media->input.embeds.size() / static_cast<size_t>(model.llm().config().hidden)
+          : media->input.ids.size());
+  auto decoder = make_decoder(model, args.device, n_prompt + static_cast<int64_t>(cont_ids.size()));
+  if (!decoder.ok()) return report_error(decoder.status());
+  auto result = score_continuation(*decoder->decoder, model.tokenizer(), media->input, cont_ids,
+                                   args.ctx_size);
   if (!result.ok()) return report_error(result.status());
   if (args.json) {
     nlohmann::json out = {{"logprob", result->logprob},
@@ -57,6 +64,7 @@ void add_score_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--chat-template", args->chat_template,
                   "Override the template: qwen2, vicuna_v1, llama_3, none");
   cmd->add_flag("--raw", args->raw, "Use the prompt as is, without the chat template");
+  add_device_options(cmd, args->device);
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args, &exit_code] { exit_code = run_score(*args); });
 }

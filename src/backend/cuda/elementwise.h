@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/status.h"
 
 namespace vila::cuda {
@@ -17,5 +18,11 @@ Status add_inplace_f32(float* x, const float* y, int64_t n, void* stream);
 Status silu_mul_f32(float* out, const float* gate, const float* up, int64_t n, void* stream);
 // out: n uint16 bf16 values.
 Status f32_to_bf16(uint16_t* out, const float* x, int64_t n, void* stream);
+
+// The prefill SwiGLU of the 16-bit engine: gate_up (rows, 2F) in `dtype` (gate columns first, then
+// up), out (rows, F) in `dtype` = round(silu(g) * u) computed in fp32 — the rounding of gemv.h's
+// kSiluGate prologue. dtype: kBF16 or kF16.
+Status silu_mul_to(void* out, const void* gate_up, int64_t rows, int64_t f, DType dtype,
+                   void* stream);
 
 }  // namespace vila::cuda

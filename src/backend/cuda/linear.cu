@@ -1,6 +1,8 @@
 #include <cublasLt.h>
 
+#include <map>
 #include <string>
+#include <tuple>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/linear.h"
@@ -10,7 +12,7 @@
     const cublasStatus_t vila_cublas_status_ = (expr);                                        \
     if (vila_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                       \
       return ::vila::Status{::vila::StatusCode::kInternal,                                    \
-                            std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + \
+                            std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " +   \
                                 #expr + ": " + cublasLtGetStatusString(vila_cublas_status_)}; \
     }                                                                                         \
   } while (0)
@@ -21,13 +23,28 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-// Owns the cuBLASLt descriptors of one call.
-struct LtDescriptors {
+// Everything that selects a cuBLASLt algorithm. The bias pointer is not part of it: it is set on
+// the cached descriptor before each call.
+struct PlanKey {
+  int64_t rows, n, k, in_stride, out_stride;
+  int weight_dtype, out_dtype;
+  bool bias, gelu, accumulate;
+  auto tie() const {
+    return std::tie(rows, n, k, in_stride, out_stride, weight_dtype, out_dtype, bias, gelu,
+                    accumulate);
+  }
+  bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
+};
+
+// The descriptors of one GEMM shape and the algorithm cuBLASLt's heuristic chose for it.
+struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~LtDescriptors() {
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatmulAlgo_t algo{};
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
     if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
     if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
     if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
@@ -35,7 +52,80 @@ struct LtDescriptors {
   }
 };
 
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    default:
+      return CUDA_R_32F;
+  }
+}
+
+struct PreferenceGuard {
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~PreferenceGuard() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+  }
+};
+
+// Column-major views of row-major out (M, N) = in (M, K) · W (N, K)ᵀ: A = W as (K, N) ld K with
+// op T, B = in as (K, M) ld in_stride, D = out as (N, M) ld out_stride; the bias is per N.
+Status build_plan(Blas& blas, const PlanKey& key, Plan& plan) {
+  const cudaDataType_t ab_type = cuda_type(static_cast<DType>(key.weight_dtype));
+  const cudaDataType_t d_type = cuda_type(static_cast<DType>(key.out_dtype));
+  VILA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
+                                                   sizeof(trans_a)));
+  VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
+                                                   sizeof(trans_b)));
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  if (key.bias) epilogue = key.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  if (!key.bias && key.gelu) epilogue = CUBLASLT_EPILOGUE_GELU;
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                     &epilogue, sizeof(epilogue)));
+  }
+  if (key.bias) {
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                     &bias_type, sizeof(bias_type)));
+  }
+  const auto un = static_cast<uint64_t>(key.n), uk = static_cast<uint64_t>(key.k);
+  const auto um = static_cast<uint64_t>(key.rows);
+  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, ab_type, uk, un, key.k));
+  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, ab_type, uk, um, key.in_stride));
+  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, d_type, un, um, key.out_stride));
+
+  PreferenceGuard pref;
+  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
+  const size_t ws = blas.workspace_bytes();
+  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  VILA_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
+                                                   plan.op, plan.a, plan.b, plan.d, plan.d,
+                                                   pref.pref, 1, &heuristic, &found));
+  if (found == 0) {
+    return unimplemented("linear: cuBLASLt has no algorithm for M " + std::to_string(key.rows) +
+                         ", N " + std::to_string(key.n) + ", K " + std::to_string(key.k));
+  }
+  plan.algo = heuristic.algo;
+  return ok_status();
+}
+
+bool is_half(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
 }  // namespace
+
+struct Blas::PlanCache {
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+};
+
+Blas::Blas() : plans_(std::make_unique<PlanCache>()) {}
 
 StatusOr<std::unique_ptr<Blas>> Blas::create() {
   std::unique_ptr<Blas> blas(new Blas());
@@ -48,69 +138,73 @@ StatusOr<std::unique_ptr<Blas>> Blas::create() {
 }
 
 Blas::~Blas() {
+  plans_.reset();
   if (workspace_ != nullptr) cudaFree(workspace_);
   if (handle_ != nullptr) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
-Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& w, int64_t rows,
-              void* stream) {
-  const int64_t n = w.out_features, k = w.in_features;
-  if (rows < 0 || n <= 0 || k <= 0) {
-    return {StatusCode::kInvalidArgument, "linear: bad shape rows " + std::to_string(rows) +
-                                              ", N " + std::to_string(n) + ", K " +
-                                              std::to_string(k)};
-  }
-  if (w.dtype != DType::kF32 && w.dtype != DType::kBF16) {
-    return {StatusCode::kUnimplemented, "linear: weight dtype must be f32 or bf16"};
-  }
-  if (rows == 0) return {};
-  const cudaDataType_t ab_type = w.dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+size_t Blas::cached_plans() const { return plans_->plans.size(); }
 
-  LtDescriptors desc;
-  VILA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
-                                                   sizeof(trans_a)));
-  VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
-                                                   sizeof(trans_b)));
+Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream) {
+  const int64_t n = w.out_features, k = w.in_features, rows = args.rows;
+  if (rows < 0 || n <= 0 || k <= 0) {
+    return invalid_argument("linear: bad shape rows " + std::to_string(rows) + ", N " +
+                            std::to_string(n) + ", K " + std::to_string(k));
+  }
+  if (w.dtype != DType::kF32 && !is_half(w.dtype)) {
+    return unimplemented("linear: weight dtype must be f32, bf16 or f16");
+  }
+  if (args.out_dtype != DType::kF32 && args.out_dtype != w.dtype) {
+    return unimplemented("linear: out dtype must be f32 or the weight dtype");
+  }
+  if (args.gelu_tanh && args.accumulate) {
+    return invalid_argument("linear: gelu_tanh cannot be combined with accumulate");
+  }
+  const int64_t in_stride = args.in_row_stride == 0 ? k : args.in_row_stride;
+  const int64_t out_stride = args.out_row_stride == 0 ? n : args.out_row_stride;
+  if (in_stride < k || out_stride < n) {
+    return invalid_argument("linear: row stride smaller than the row (in " +
+                            std::to_string(in_stride) + " < K " + std::to_string(k) + ", or out " +
+                            std::to_string(out_stride) + " < N " + std::to_string(n) + ")");
+  }
+  if (rows == 0) return ok_status();
+
+  const PlanKey key{rows,
+                    n,
+                    k,
+                    in_stride,
+                    out_stride,
+                    static_cast<int>(w.dtype),
+                    static_cast<int>(args.out_dtype),
+                    w.bias != nullptr,
+                    args.gelu_tanh,
+                    args.accumulate};
+  auto& slot = blas.plans().plans[key];
+  if (slot == nullptr) {
+    auto plan = std::make_unique<Plan>();
+    VILA_RETURN_IF_ERROR(build_plan(blas, key, *plan));
+    slot = std::move(plan);
+  }
+  Plan& plan = *slot;
   if (w.bias != nullptr) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bias_type = CUDA_R_32F;
-    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                     &epilogue, sizeof(epilogue)));
-    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        desc.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                      &w.bias, sizeof(w.bias)));
   }
-  // Column-major views: A = W as (K, N) ld K (op T -> (N, K)), B = in as (K, M) ld K,
-  // D = out as (N, M) ld N.
-  const auto un = static_cast<uint64_t>(n), uk = static_cast<uint64_t>(k);
-  const auto um = static_cast<uint64_t>(rows);
-  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&desc.a, ab_type, uk, un, static_cast<int64_t>(k)));
-  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&desc.b, ab_type, uk, um, static_cast<int64_t>(k)));
-  VILA_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&desc.d, CUDA_R_32F, un, um, static_cast<int64_t>(n)));
+  const float alpha = 1.0f, beta = args.accumulate ? 1.0f : 0.0f;
+  VILA_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas.handle()), plan.op, &alpha,
+                                   w.weight, plan.a, args.in, plan.b, &beta, args.out, plan.d,
+                                   args.out, plan.d, &plan.algo, blas.workspace(),
+                                   blas.workspace_bytes(), static_cast<cudaStream_t>(stream)));
+  return ok_status();
+}
 
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&desc.pref));
-  const size_t ws = blas.workspace_bytes();
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      desc.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  const auto handle = static_cast<cublasLtHandle_t>(blas.handle());
-  VILA_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc.op, desc.a, desc.b, desc.d, desc.d,
-                                                   desc.pref, 1, &heuristic, &found));
-  if (found == 0) {
-    return {StatusCode::kUnimplemented, "linear: cuBLASLt has no algorithm for M " +
-                                            std::to_string(rows) + ", N " + std::to_string(n) +
-                                            ", K " + std::to_string(k)};
-  }
-  const float alpha = 1.0f, beta = 0.0f;
-  VILA_CUBLAS_CHECK(cublasLtMatmul(handle, desc.op, &alpha, w.weight, desc.a, in, desc.b, &beta,
-                                   out, desc.d, out, desc.d, &heuristic.algo, blas.workspace(), ws,
-                                   static_cast<cudaStream_t>(stream)));
-  return {};
+Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& w, int64_t rows,
+              void* stream) {
+  LinearArgs args;
+  args.out = out;
+  args.in = in;
+  args.rows = rows;
+  return linear(blas, args, w, stream);
 }
 
 }  // namespace vila::cuda

@@ -26,19 +26,24 @@ class Blas {
   void* handle() const { return handle_; }
   void* workspace() const { return workspace_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
+  size_t cached_plans() const;
+
+  struct PlanCache;  // cuBLASLt descriptors + chosen algorithm per GEMM shape (linear.cu)
+  PlanCache& plans() { return *plans_; }
 
  private:
-  Blas() = default;
+  Blas();
   void* handle_ = nullptr;     // cublasLtHandle_t
   void* workspace_ = nullptr;  // device memory
   size_t workspace_bytes_ = 0;
+  std::unique_ptr<PlanCache> plans_;
 };
 
 // Device pointers of one linear layer.
 struct DeviceLinearWeight {
   const void* weight = nullptr;  // (N, K) of dtype
   const float* bias = nullptr;   // (N) fp32 or nullptr
-  DType dtype = DType::kF32;     // kF32 or kBF16
+  DType dtype = DType::kF32;     // kF32, kBF16 or kF16
   int64_t out_features = 0;      // N
   int64_t in_features = 0;       // K
 };
@@ -47,5 +52,23 @@ struct DeviceLinearWeight {
 // stream: cudaStream_t or nullptr. out must not alias in.
 Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& w, int64_t rows,
               void* stream);
+
+// The general form: out (rows, N) of out_dtype (kF32, or w.dtype when it is bf16/f16) at
+// out_row_stride elements (0: N) = epilogue(in (rows, K) · Wᵀ + bias) [+ out when accumulate].
+//   accumulate  out += result (beta = 1): the residual add fused into the GEMM (any out_dtype).
+//   gelu_tanh   GELU with the tanh approximation after the bias (cuBLASLt GELU_BIAS epilogue),
+//               SigLIP's gelu_pytorch_tanh; not with accumulate.
+// in: (rows, K) of w.dtype at in_row_stride (0: K). cuBLASLt plans are cached in `blas` per shape.
+struct LinearArgs {
+  void* out = nullptr;
+  DType out_dtype = DType::kF32;
+  int64_t out_row_stride = 0;
+  const void* in = nullptr;
+  int64_t in_row_stride = 0;
+  int64_t rows = 0;
+  bool accumulate = false;
+  bool gelu_tanh = false;
+};
+Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream);
 
 }  // namespace vila::cuda

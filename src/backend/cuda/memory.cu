@@ -11,8 +11,8 @@ StatusOr<DeviceBuffer> DeviceBuffer::create(size_t bytes) {
   const cudaError_t err = cudaMalloc(&buffer.data_, bytes);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    return Status{StatusCode::kResourceExhausted, "cudaMalloc of " + std::to_string(bytes) +
-                                                      " bytes: " + cudaGetErrorString(err)};
+    return Status{StatusCode::kResourceExhausted,
+                  "cudaMalloc of " + std::to_string(bytes) + " bytes: " + cudaGetErrorString(err)};
   }
   buffer.bytes_ = bytes;
   return buffer;
@@ -32,6 +32,41 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
     bytes_ = std::exchange(other.bytes_, 0);
   }
   return *this;
+}
+
+StatusOr<PinnedBuffer> PinnedBuffer::create(size_t bytes) {
+  PinnedBuffer buffer;
+  if (bytes == 0) return buffer;
+  const cudaError_t err = cudaMallocHost(&buffer.data_, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return Status{StatusCode::kResourceExhausted, "cudaMallocHost of " + std::to_string(bytes) +
+                                                      " bytes: " + cudaGetErrorString(err)};
+  }
+  buffer.bytes_ = bytes;
+  return buffer;
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  if (data_ != nullptr) cudaFreeHost(data_);
+}
+
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) cudaFreeHost(data_);
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+StatusOr<MemoryInfo> memory_info() {
+  MemoryInfo info;
+  VILA_CUDA_CHECK(cudaMemGetInfo(&info.free_bytes, &info.total_bytes));
+  return info;
 }
 
 StatusOr<Stream> Stream::create() {
@@ -63,8 +98,8 @@ Status Stream::synchronize() const {
 
 Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream) {
   if (bytes == 0) return {};
-  VILA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
-                                  static_cast<cudaStream_t>(stream)));
+  VILA_CUDA_CHECK(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)));
   return {};
 }
 
@@ -80,6 +115,20 @@ Status copy_device_to_device(void* dst, const void* src, size_t bytes, void* str
   if (bytes == 0) return {};
   VILA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
                                   static_cast<cudaStream_t>(stream)));
+  return {};
+}
+
+Status copy_to_device_async(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  VILA_CUDA_CHECK(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)));
+  return {};
+}
+
+Status copy_to_host_async(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return {};
+  VILA_CUDA_CHECK(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream)));
   return {};
 }
 

@@ -34,6 +34,36 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Owns `bytes` of page-locked host memory (cudaMallocHost): the staging area for the small
+// per-step uploads and downloads of decode, so they run asynchronously. Move-only.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  static StatusOr<PinnedBuffer> create(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& other) noexcept;
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Device memory use of the current device, as cudaMemGetInfo reports it.
+struct MemoryInfo {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+};
+StatusOr<MemoryInfo> memory_info();
+
 // Owns a non-blocking CUDA stream; handle() is a cudaStream_t.
 class Stream {
  public:
@@ -57,6 +87,9 @@ class Stream {
 Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream);
 Status copy_to_host(void* dst, const void* src, size_t bytes, void* stream);
 Status copy_device_to_device(void* dst, const void* src, size_t bytes, void* stream);
+// Asynchronous copies (no synchronisation): host memory should be pinned.
+Status copy_to_device_async(void* dst, const void* src, size_t bytes, void* stream);
+Status copy_to_host_async(void* dst, const void* src, size_t bytes, void* stream);
 // Sets every byte to `value` (tests poison outputs with 0xff: NaN in fp32 and bf16).
 Status memset_device(void* dst, int value, size_t bytes, void* stream);
 

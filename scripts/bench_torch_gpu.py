@@ -1,0 +1,218 @@
+"""GPU peer for `vila bench --device cuda`: the same shapes in PyTorch + transformers on the same GPU.
+
+Random-weight models built directly on the GPU in bf16 (no files):
+  - ceilings: device-to-device copy bandwidth (bytes read + written) and a bf16 8192^3 matmul;
+  - LLM (Qwen2ForCausalLM, SDPA attention): prefill of P tokens from empty (logits of the last row
+    only), decode at batch 1 for each context (eager, DynamicCache), decode at larger batches
+    (eager), and decode at batch 1 with the static cache + torch.compile (reduce-overhead);
+  - vision: SiglipVisionModel (so400m-patch14-448 geometry) over 17 tiles plus NVILA's 2x2
+    spatial-to-channel projector (LayerNorm, Linear, GELU, Linear).
+Prints one line per figure and writes JSON. Usage (on the GPU machine):
+  python3 scripts/bench_torch_gpu.py --preset qwen2-7b --json out.json [--no-compile]
+"""
+import argparse
+import json
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+
+PRESETS = {
+    "qwen2-1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
+                       num_key_value_heads=2, intermediate_size=8960, vocab_size=151936,
+                       tie_word_embeddings=True),
+    "qwen2-7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
+                     num_key_value_heads=4, intermediate_size=18944, vocab_size=152064,
+                     tie_word_embeddings=False),
+}
+SIGLIP_448 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                  num_attention_heads=16, image_size=448, patch_size=14)
+
+
+def sync_time(fn, repeats):
+    """Best wall time of fn() over `repeats` runs after one warm-up, in ms."""
+    fn()
+    torch.cuda.synchronize()
+    best = 1e30
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+    return best
+
+
+def ceilings():
+    n = 1 << 30
+    src = torch.empty(n, dtype=torch.uint8, device="cuda").fill_(1)
+    dst = torch.empty_like(src)
+    ms = sync_time(lambda: dst.copy_(src), 5)
+    copy_gbps = 2 * n / (ms * 1e-3) / 1e9
+    del src, dst
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = sync_time(lambda: a @ b, 5)
+    return copy_gbps, 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
+
+
+def build_llm(preset):
+    cfg = Qwen2Config(**PRESETS[preset], max_position_embeddings=32768, rope_theta=1e6,
+                      attn_implementation="sdpa")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    model.eval()
+    return model
+
+
+def llm_flops(cfg, t):
+    c, f, l = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    hd = cfg.num_attention_heads * (c // cfg.num_attention_heads)
+    kd = cfg.num_key_value_heads * (c // cfg.num_attention_heads)
+    linear = l * (c * (hd + 2 * kd) + hd * c + 3 * c * f)
+    return 2 * linear * t + 2 * cfg.vocab_size * c + 4 * l * hd * t * (t + 1) / 2
+
+
+def bench_llm(model, args, out):
+    from transformers import DynamicCache
+    cfg = model.config
+    vocab = cfg.vocab_size
+    for t in args.prefill:
+        ids = (torch.arange(t, device="cuda") * 7919 % vocab).unsqueeze(0)
+
+        def run():
+            with torch.inference_mode():
+                model(input_ids=ids, use_cache=True, past_key_values=DynamicCache(),
+                      logits_to_keep=1)
+        ms = sync_time(run, args.repeats)
+        tflops = llm_flops(cfg, t) / (ms * 1e-3) / 1e12
+        print(f"torch prefill {t:5d} tokens: {ms:8.2f} ms {t / ms * 1e3:9.0f} tok/s "
+              f"{tflops:6.1f} TFLOP/s", flush=True)
+        out["prefill"].append(dict(tokens=t, ms=ms, tokens_per_s=t / ms * 1e3, tflops=tflops))
+
+    def eager_decode(batch, context):
+        ids = (torch.arange(context, device="cuda") * 7919 % vocab).unsqueeze(0).repeat(batch, 1)
+        with torch.inference_mode():
+            res = model(input_ids=ids, use_cache=True, past_key_values=DynamicCache(),
+                        logits_to_keep=1)
+            past = res.past_key_values
+            nxt = res.logits[:, -1].argmax(-1, keepdim=True)
+            for _ in range(3):
+                res = model(input_ids=nxt, past_key_values=past, use_cache=True)
+                nxt = res.logits[:, -1].argmax(-1, keepdim=True)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.decode_tokens):
+                res = model(input_ids=nxt, past_key_values=past, use_cache=True)
+                nxt = res.logits[:, -1].argmax(-1, keepdim=True)
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1e3 / args.decode_tokens
+        print(f"torch decode eager batch {batch:2d} context {context:5d}: {ms:7.3f} ms/step "
+              f"{batch / ms * 1e3:8.1f} tok/s", flush=True)
+        out["decode"].append(dict(mode="eager", batch=batch, context=context, ms_per_step=ms,
+                                  tokens_per_s=batch / ms * 1e3))
+
+    for context in args.context:
+        eager_decode(1, context)
+    for batch in args.batch:
+        if batch > 1:
+            eager_decode(batch, args.batch_context)
+
+    if args.compile:
+        # Static cache + torch.compile through generate(): the per-token time is the slope between
+        # two generation lengths (prefill and compilation excluded).
+        model.generation_config.cache_implementation = "static"
+        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+        for context in args.context:
+            ids = (torch.arange(context, device="cuda") * 7919 % vocab).unsqueeze(0)
+
+            def gen(n):
+                with torch.inference_mode():
+                    model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                   pad_token_id=0)
+            n1, n2 = 16, 16 + args.decode_tokens
+            gen(n2)  # compile + warm up
+            t1 = sync_time(lambda: gen(n1), 1)
+            t2 = sync_time(lambda: gen(n2), 1)
+            ms = (t2 - t1) / (n2 - n1)
+            print(f"torch decode compiled static batch 1 context {context:5d}: {ms:7.3f} ms/step "
+                  f"{1 / ms * 1e3:8.1f} tok/s", flush=True)
+            out["decode"].append(dict(mode="static+compile", batch=1, context=context,
+                                      ms_per_step=ms, tokens_per_s=1 / ms * 1e3))
+
+
+class Projector2x2(torch.nn.Module):
+    """NVILA mlp_downsample_2x2_fix: 2x2 spatial-to-channel, LayerNorm, Linear, GELU, Linear."""
+
+    def __init__(self, mm_hidden, llm_hidden):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(mm_hidden * 4)
+        self.fc1 = torch.nn.Linear(mm_hidden * 4, llm_hidden)
+        self.fc2 = torch.nn.Linear(llm_hidden, llm_hidden)
+
+    def forward(self, x):  # (B, S, C) with S = side^2
+        b, s, c = x.shape
+        side = int(s ** 0.5)
+        x = x.reshape(b, side // 2, 2, side // 2, 2, c).permute(0, 1, 3, 2, 4, 5)
+        x = x.reshape(b, (side // 2) ** 2, 4 * c)
+        return self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(x))))
+
+
+def bench_vision(args, out, llm_hidden):
+    cfg = SiglipVisionConfig(**SIGLIP_448, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        tower = SiglipVisionModel(cfg).to(torch.bfloat16).eval()
+        proj = Projector2x2(cfg.hidden_size, llm_hidden).to(torch.bfloat16).eval()
+    tiles = torch.randn(args.tiles, 3, 448, 448, device="cuda", dtype=torch.bfloat16)
+
+    def run():
+        with torch.inference_mode():
+            h = tower(pixel_values=tiles).last_hidden_state
+            proj(h)
+    ms = sync_time(run, args.repeats)
+    params = sum(p.numel() for n, p in tower.named_parameters() if "embeddings" not in n)
+    s, d, heads = 1024, cfg.hidden_size // cfg.num_attention_heads, cfg.num_attention_heads
+    patch = 3 * 14 * 14 * cfg.hidden_size
+    flops = args.tiles * (2 * (params + patch) * s + 4 * s * s * heads * d * cfg.num_hidden_layers)
+    tflops = flops / (ms * 1e-3) / 1e12
+    print(f"torch vision {args.tiles} tiles (SigLIP-so400m 448 + 2x2 projector): {ms:7.2f} ms "
+          f"{args.tiles / ms * 1e3:7.1f} tiles/s {tflops:6.1f} TFLOP/s (tower only)", flush=True)
+    out["vision"] = dict(tiles=args.tiles, ms=ms, tiles_per_s=args.tiles / ms * 1e3,
+                         tflops=tflops)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="qwen2-7b", choices=sorted(PRESETS))
+    ap.add_argument("--prefill", type=int, nargs="+", default=[512, 4096])
+    ap.add_argument("--context", type=int, nargs="+", default=[512, 4096])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--batch-context", type=int, default=512)
+    ap.add_argument("--decode-tokens", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tiles", type=int, default=17)
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--no-vision", dest="vision", action="store_false")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+
+    out = dict(preset=args.preset, torch=torch.__version__, device=torch.cuda.get_device_name(),
+               prefill=[], decode=[])
+    out["copy_gbps"], out["gemm_bf16_tflops"] = ceilings()
+    print(f"torch {torch.__version__} on {out['device']}: device copy {out['copy_gbps']:.0f} GB/s, "
+          f"bf16 matmul {out['gemm_bf16_tflops']:.0f} TFLOP/s", flush=True)
+    if args.vision:
+        bench_vision(args, out, PRESETS[args.preset]["hidden_size"])
+        torch.cuda.empty_cache()
+    model = build_llm(args.preset)
+    bench_llm(model, args, out)
+    out["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+    print(f"torch peak memory allocated {out['max_memory_allocated'] / 2**30:.2f} GiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

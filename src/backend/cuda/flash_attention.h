@@ -1,0 +1,88 @@
+// Fused attention on the GPU (bf16 / f16 in, fp32 softmax and accumulation, compute dtype out):
+//   flash_attention_paged   prefill / extend: new queries of several sequences against their
+//                           paged KV cache (causal, GQA) — the LLM's prefill.
+//   flash_attention_dense   queries against contiguous K/V rows, causal or not (SigLIP: full
+//                           attention, head_dim 72).
+//   decode_attention_paged  one query per sequence against its paged cache, the KV length split
+//                           across blocks (flash-decoding) and merged — the LLM's decode step.
+// out = softmax(scale * q kᵀ [+ causal mask]) v per head; query head h reads KV head
+// h / (n_head / n_head_kv). Supported head_dim: 16, 32, 64, 72, 80, 96, 128 (others:
+// Unimplemented). Device pointers; row strides are in elements. stream: cudaStream_t or nullptr.
+// The CPU oracles are ops/cpu/attention.h (causal) and ops/cpu/attention_full.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/kv_pages.h"
+#include "core/dtype.h"
+#include "core/status.h"
+
+namespace vila::cuda {
+
+// Sequence b owns query rows q_start[b] .. q_start[b+1]-1 of q (q_len = their count); they sit at
+// positions kv_len[b] - q_len .. kv_len[b] - 1, and keys 0 .. kv_len[b]-1 are in kv (the new
+// keys already appended). Causal: the query at position p sees keys 0..p.
+// q: rows of n_head*head_dim values at q_row_stride; out likewise at out_row_stride.
+// q_start (batch+1) and kv_len (batch) are device int32; max_q_len bounds q_len (host, sizes the
+// grid). dtype: kBF16 or kF16 (q, kv and out).
+struct PagedPrefillArgs {
+  void* out = nullptr;
+  int64_t out_row_stride = 0;
+  const void* q = nullptr;
+  int64_t q_row_stride = 0;
+  PagedKv kv;
+  const int32_t* q_start = nullptr;
+  const int32_t* kv_len = nullptr;
+  int batch = 0;
+  int max_q_len = 0;
+  int n_head = 0;
+  float scale = 0.0f;
+  DType dtype = DType::kBF16;
+};
+Status flash_attention_paged(const PagedPrefillArgs& args, void* stream);
+
+// batch independent sequences of seq rows each: row (b*seq + s) of q holds n_head*head_dim values
+// at q_row_stride (k, v: n_head_kv*head_dim values at their strides; out like q).
+struct DenseAttentionArgs {
+  void* out = nullptr;
+  int64_t out_row_stride = 0;
+  const void* q = nullptr;
+  int64_t q_row_stride = 0;
+  const void* k = nullptr;
+  int64_t k_row_stride = 0;
+  const void* v = nullptr;
+  int64_t v_row_stride = 0;
+  int batch = 0;
+  int seq = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+  bool causal = false;
+  float scale = 0.0f;
+  DType dtype = DType::kBF16;
+};
+Status flash_attention_dense(const DenseAttentionArgs& args, void* stream);
+
+// One query row per sequence (row b of q at q_row_stride, out at out_row_stride) at position
+// kv_len[b]-1, attending to keys 0 .. kv_len[b]-1. max_kv_len (host) bounds every kv_len and fixes
+// the grid, so a captured CUDA graph replays for any lengths up to it (kv_len is read on the
+// device). workspace: decode_attention_workspace_bytes(...) bytes of device memory.
+struct PagedDecodeArgs {
+  void* out = nullptr;
+  int64_t out_row_stride = 0;
+  const void* q = nullptr;
+  int64_t q_row_stride = 0;
+  PagedKv kv;
+  const int32_t* kv_len = nullptr;
+  int batch = 0;
+  int max_kv_len = 0;
+  int n_head = 0;
+  float scale = 0.0f;
+  DType dtype = DType::kBF16;
+  void* workspace = nullptr;
+};
+size_t decode_attention_workspace_bytes(int batch, int n_head, int head_dim, int max_kv_len);
+Status decode_attention_paged(const PagedDecodeArgs& args, void* stream);
+
+}  // namespace vila::cuda

@@ -1,0 +1,35 @@
+// Token selection on the GPU, so decode needs no host round trip for the logits:
+//   argmax          greedy: the lowest index of the maximum of each row (ties as the CPU sampler)
+//   sample_top_p    temperature, top-k (k <= kSampleMaxTopK, 0 = kSampleMaxTopK) and top-p over
+//                   each row, one uniform draw per row from a counter-based RNG (seed, step), so a
+//                   replayed CUDA graph draws fresh numbers when step (device memory) advances.
+// logits: (rows, vocab) fp32 at row_stride; only the first `vocab` columns are candidates.
+// out_ids: (rows) int32 device. stream: cudaStream_t or nullptr.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+
+namespace vila::cuda {
+
+inline constexpr int kSampleMaxTopK = 64;
+
+Status argmax_rows(int32_t* out_ids, const float* logits, int rows, int64_t vocab,
+                   int64_t row_stride, void* stream);
+
+struct SampleArgs {
+  int32_t* out_ids = nullptr;
+  const float* logits = nullptr;
+  int rows = 0;
+  int64_t vocab = 0;
+  int64_t row_stride = 0;
+  float temperature = 1.0f;  // > 0
+  int top_k = 0;             // 0 = kSampleMaxTopK
+  float top_p = 1.0f;        // (0, 1]
+  uint64_t seed = 0;
+  const uint64_t* step = nullptr;  // device: advanced by the caller between draws
+};
+Status sample_top_p(const SampleArgs& args, void* stream);
+
+}  // namespace vila::cuda
