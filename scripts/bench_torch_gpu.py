@@ -119,26 +119,53 @@ def bench_llm(model, args, out):
             eager_decode(batch, args.batch_context)
 
     if args.compile:
-        # Static cache + torch.compile through generate(): the per-token time is the slope between
-        # two generation lengths (prefill and compilation excluded).
-        model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
-        for context in args.context:
-            ids = (torch.arange(context, device="cuda") * 7919 % vocab).unsqueeze(0)
+        compiled_decode(model, args, out)
 
-            def gen(n):
-                with torch.inference_mode():
-                    model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                   pad_token_id=0)
-            n1, n2 = 16, 16 + args.decode_tokens
-            gen(n2)  # compile + warm up
-            t1 = sync_time(lambda: gen(n1), 1)
-            t2 = sync_time(lambda: gen(n2), 1)
-            ms = (t2 - t1) / (n2 - n1)
-            print(f"torch decode compiled static batch 1 context {context:5d}: {ms:7.3f} ms/step "
-                  f"{1 / ms * 1e3:8.1f} tok/s", flush=True)
-            out["decode"].append(dict(mode="static+compile", batch=1, context=context,
-                                      ms_per_step=ms, tokens_per_s=1 / ms * 1e3))
+
+def compiled_decode(model, args, out):
+    """Batch-1 decode with transformers' StaticCache and torch.compile(mode="reduce-overhead")
+    (CUDA graphs), the gpt-fast pattern: prefill eagerly into the static cache, then one compiled
+    single-token step per token, marking each CUDA-graph step."""
+    from transformers import StaticCache
+    cfg = model.config
+    vocab = cfg.vocab_size
+    step = torch.compile(
+        lambda ids, pos, cache: model(input_ids=ids, past_key_values=cache, cache_position=pos,
+                                      position_ids=pos.unsqueeze(0), use_cache=True).logits,
+        mode="reduce-overhead", fullgraph=True)
+    for context in args.context:
+        length = context + args.decode_tokens + 16
+        try:
+            cache = StaticCache(config=cfg, max_cache_len=length)
+        except TypeError:
+            cache = StaticCache(config=cfg, max_batch_size=1, max_cache_len=length,
+                                device="cuda", dtype=torch.bfloat16)
+        ids = (torch.arange(context, device="cuda") * 7919 % vocab).unsqueeze(0)
+        with torch.inference_mode():
+            pos = torch.arange(context, device="cuda")
+            logits = model(input_ids=ids, past_key_values=cache, cache_position=pos,
+                           use_cache=True, logits_to_keep=1).logits
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            pos = torch.tensor([context], device="cuda")
+
+            def one():
+                nonlocal nxt, pos
+                torch.compiler.cudagraph_mark_step_begin()
+                lg = step(nxt, pos, cache)
+                nxt = lg[:, -1].argmax(-1, keepdim=True).clone()
+                pos = pos + 1
+            for _ in range(8):  # compile + record the graph
+                one()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.decode_tokens):
+                one()
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1e3 / args.decode_tokens
+        print(f"torch decode compiled static batch 1 context {context:5d}: {ms:7.3f} ms/step "
+              f"{1 / ms * 1e3:8.1f} tok/s", flush=True)
+        out["decode"].append(dict(mode="static+compile", batch=1, context=context,
+                                  ms_per_step=ms, tokens_per_s=1 / ms * 1e3))
 
 
 class Projector2x2(torch.nn.Module):
@@ -193,6 +220,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tiles", type=int, default=17)
     ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--only-compile", action="store_true",
+                    help="skip the vision, prefill and eager decode parts")
     ap.add_argument("--no-vision", dest="vision", action="store_false")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -202,11 +231,16 @@ def main():
     out["copy_gbps"], out["gemm_bf16_tflops"] = ceilings()
     print(f"torch {torch.__version__} on {out['device']}: device copy {out['copy_gbps']:.0f} GB/s, "
           f"bf16 matmul {out['gemm_bf16_tflops']:.0f} TFLOP/s", flush=True)
+    if args.only_compile:
+        args.vision = False
     if args.vision:
         bench_vision(args, out, PRESETS[args.preset]["hidden_size"])
         torch.cuda.empty_cache()
     model = build_llm(args.preset)
-    bench_llm(model, args, out)
+    if args.only_compile:
+        compiled_decode(model, args, out)
+    else:
+        bench_llm(model, args, out)
     out["max_memory_allocated"] = torch.cuda.max_memory_allocated()
     print(f"torch peak memory allocated {out['max_memory_allocated'] / 2**30:.2f} GiB")
     if args.json:

@@ -138,6 +138,9 @@ Status check_config(const LlmConfig& c, const LlmEngineOptions& o) {
       c.intermediate <= 0 || c.vocab_size <= 0 || c.n_heads % c.n_kv_heads != 0) {
     return invalid_argument("LlmEngine: bad model geometry");
   }
+  if (c.mlp_bias) {
+    return unimplemented("LlmEngine: MLP biases (Llama mlp_bias) are not supported yet");
+  }
   if (c.hidden % 8 != 0 || c.intermediate % 8 != 0 || (c.n_heads * c.head_dim) % 8 != 0) {
     return unimplemented("LlmEngine: hidden, intermediate and H*D must be multiples of 8");
   }

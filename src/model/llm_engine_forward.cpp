@@ -26,6 +26,8 @@ namespace vila {
 
 namespace {
 
+constexpr int kGemvRows = 1;  // decode rows up to which the fused GEMV is used
+
 // x̂ (prologue) · Wᵀ (+ bias) through the GEMV (decode, rows <= kGemvMaxRows) or through a
 // separate 16-bit input buffer and cuBLASLt (prefill, larger batches).
 struct GemmStep {
@@ -92,7 +94,9 @@ static Status gemm(LlmEngine::Impl& m, const cuda::DeviceLinearWeight& w, const 
 Status LlmEngine::Impl::run_layers(int rows, bool decode) {
   const LlmConfig& c = config;
   const int64_t C = c.hidden, H = c.n_heads, D = c.head_dim, F = c.intermediate;
-  const bool use_gemv = decode && rows <= cuda::kGemvMaxRows;
+  // The fused GEMV beats cuBLASLt (plus separate norm / SwiGLU kernels) at one row; from a few
+  // rows on cuBLASLt is faster (measured on the H100, docs/cuda.md).
+  const bool use_gemv = decode && rows <= kGemvRows;
   const auto scale = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
   const DType dt = options.dtype;
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -193,7 +197,7 @@ Status LlmEngine::Impl::logits_rows(const float* x_rows, int rows, float* out_de
   g.norm_weight = output_norm;
   g.out = out_device;
   g.out_row_stride = config.vocab_size;
-  return gemm(*this, lm_head, g, rows, rows <= cuda::kGemvMaxRows);
+  return gemm(*this, lm_head, g, rows, rows <= kGemvRows);
 }
 
 Status LlmEngine::Impl::prefill_impl(int seq, const float* embeds, bool embeds_on_device, int64_t n,

@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/elementwise.h"
@@ -71,6 +72,37 @@ __global__ void f32_to_bf16_kernel(__nv_bfloat16* __restrict__ out, const float*
   }
 }
 
+// silu_mul_to: out (rows, f) = round(silu(g) * u) from gate_up (rows, 2f), the operations of
+// silu_mul_one (and of gemv.cu's kSiluGate prologue). kVec consecutive columns per thread (8 with
+// 16-byte accesses when f % 8 == 0 and the pointers are aligned, else 1).
+template <typename T, int kVec>
+__global__ void silu_mul_to_kernel(T* __restrict__ out, const T* __restrict__ gate_up, int64_t rows,
+                                   int64_t f) {
+  const int64_t groups_per_row = f / kVec;
+  const int64_t groups = rows * groups_per_row;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < groups;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / groups_per_row, j = (i % groups_per_row) * kVec;
+    const T* g = gate_up + r * 2 * f + j;  // (kVec) gate
+    const T* u = g + f;                    // (kVec) up
+    T* o = out + r * f + j;
+    if constexpr (kVec == 8) {
+      const uint4 gv = *reinterpret_cast<const uint4*>(g);
+      const uint4 uv = *reinterpret_cast<const uint4*>(u);
+      const T* gh = reinterpret_cast<const T*>(&gv);
+      const T* uh = reinterpret_cast<const T*>(&uv);
+      uint4 ov;
+      T* oh = reinterpret_cast<T*>(&ov);
+#pragma unroll
+      for (int q = 0; q < kVec; ++q)
+        oh[q] = from_float<T>(silu_mul_one(to_float(gh[q]), to_float(uh[q])));
+      *reinterpret_cast<uint4*>(o) = ov;
+    } else {
+      o[0] = from_float<T>(silu_mul_one(to_float(g[0]), to_float(u[0])));
+    }
+  }
+}
+
 }  // namespace
 
 // ---- launchers ----
@@ -110,6 +142,30 @@ Status f32_to_bf16(uint16_t* out, const float* x, int64_t n, void* stream) {
       reinterpret_cast<__nv_bfloat16*>(out), x, n);
   VILA_CUDA_CHECK(cudaGetLastError());
   return {};
+}
+
+Status silu_mul_to(void* out, const void* gate_up, int64_t rows, int64_t f, DType dtype,
+                   void* stream) {
+  if (rows < 0 || f <= 0) {
+    return invalid_argument("silu_mul_to: bad shape rows " + std::to_string(rows) + ", F " +
+                            std::to_string(f));
+  }
+  if (rows == 0) return ok_status();
+  if (out == nullptr || gate_up == nullptr) return invalid_argument("silu_mul_to: null pointer");
+  constexpr int kVec = 8;
+  const auto s = static_cast<cudaStream_t>(stream);
+  const bool vec = f % kVec == 0 && aligned16(out) && aligned16(gate_up);
+  VILA_DISPATCH_HALF(dtype, "silu_mul_to", {
+    if (vec) {
+      silu_mul_to_kernel<T, kVec><<<grid_for(rows * (f / kVec)), kThreads, 0, s>>>(
+          static_cast<T*>(out), static_cast<const T*>(gate_up), rows, f);
+    } else {
+      silu_mul_to_kernel<T, 1><<<grid_for(rows * f), kThreads, 0, s>>>(
+          static_cast<T*>(out), static_cast<const T*>(gate_up), rows, f);
+    }
+  });
+  VILA_CUDA_CHECK(cudaGetLastError());
+  return ok_status();
 }
 
 }  // namespace vila::cuda

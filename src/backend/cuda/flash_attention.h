@@ -8,6 +8,9 @@
 // out = softmax(scale * q kᵀ [+ causal mask]) v per head; query head h reads KV head
 // h / (n_head / n_head_kv). Supported head_dim: 16, 32, 64, 72, 80, 96, 128 (others:
 // Unimplemented). Device pointers; row strides are in elements. stream: cudaStream_t or nullptr.
+// Rows are read 16 bytes at a time: q, k, v (and the page pools) must be 16-byte aligned and their
+// row strides multiples of 8 elements (<= 2^23); out of the prefill kernels likewise. Bad arguments
+// return InvalidArgument before anything is launched.
 // The CPU oracles are ops/cpu/attention.h (causal) and ops/cpu/attention_full.h.
 #pragma once
 
@@ -67,7 +70,9 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream);
 // One query row per sequence (row b of q at q_row_stride, out at out_row_stride) at position
 // kv_len[b]-1, attending to keys 0 .. kv_len[b]-1. max_kv_len (host) bounds every kv_len and fixes
 // the grid, so a captured CUDA graph replays for any lengths up to it (kv_len is read on the
-// device). workspace: decode_attention_workspace_bytes(...) bytes of device memory.
+// device). workspace: decode_attention_workspace_bytes(...) bytes of 16-byte aligned device memory
+// (0, and workspace may be null, when max_kv_len <= 128: one split writes out directly). Two
+// kernels; the second is a programmatic dependent launch (fine inside a CUDA graph).
 struct PagedDecodeArgs {
   void* out = nullptr;
   int64_t out_row_stride = 0;

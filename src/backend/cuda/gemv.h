@@ -11,8 +11,10 @@
 //            kAddTo     out (fp32) += y (+ bias)                  (the residual add)
 // round() is the compute dtype's round-to-nearest-even, the same rounding as the prefill kernels
 // (rms_norm_to / silu_mul_to), so decode after prefill matches a longer prefill.
-// x and out rows are at x_row_stride / out_row_stride elements. Device pointers, 16-byte aligned,
-// K % 8 == 0. stream: cudaStream_t or nullptr.
+// x and out rows are at x_row_stride / out_row_stride elements (read only when M > 1); x rows must
+// stay 16-byte aligned. Device pointers; x, weight and norm_weight 16-byte aligned; K % 8 == 0.
+// out must not overlap x. The rms sum of squares is accumulated in double, as the CPU rms_norm
+// does. stream: cudaStream_t or nullptr.
 #pragma once
 
 #include <cstdint>
@@ -33,8 +35,8 @@ struct GemvArgs {
   DType out_dtype = DType::kF32;  // kStore: kF32 or the compute dtype; kAddTo: kF32
   const void* x = nullptr;
   int64_t x_row_stride = 0;
-  const void* weight = nullptr;  // (N, K) compute dtype
-  const float* bias = nullptr;   // (N) fp32 or nullptr
+  const void* weight = nullptr;        // (N, K) compute dtype
+  const float* bias = nullptr;         // (N) fp32 or nullptr
   const float* norm_weight = nullptr;  // (K) fp32, kRmsNorm only
   float eps = 0.0f;                    // kRmsNorm only
   int rows = 0;                        // M, 1..kGemvMaxRows

@@ -5,7 +5,9 @@
 //   - rotates q and k (rotate-half, angle = position * inv_freq[i] in fp32, as ops/cpu/rope.h),
 //   - writes q rounded to the compute dtype to q_out (rows, H*D) at q_out_row_stride,
 //   - writes k (rotated) and v, rounded, into the pages of seq_ids[r] at positions[r].
-// inv_freq: (D/2) fp32 device (rope_inv_freq in rope.h). stream: cudaStream_t or nullptr.
+// inv_freq: (D/2) fp32 device (rope_inv_freq in rope.h). A position outside
+// [0, max_pages * kKvPageSize) or a negative page id writes no K/V (q is still written).
+// stream: cudaStream_t or nullptr.
 #pragma once
 
 #include <cstdint>

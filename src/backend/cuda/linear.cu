@@ -157,6 +157,10 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
   if (args.out_dtype != DType::kF32 && args.out_dtype != w.dtype) {
     return unimplemented("linear: out dtype must be f32 or the weight dtype");
   }
+  if (w.bias != nullptr && args.out_dtype != DType::kF32) {
+    // cuBLASLt's BIAS epilogue wants a bias of the output type for 16-bit outputs; ours is fp32.
+    return unimplemented("linear: a bias with a 16-bit output (use an fp32 output)");
+  }
   if (args.gelu_tanh && args.accumulate) {
     return invalid_argument("linear: gelu_tanh cannot be combined with accumulate");
   }

@@ -58,6 +58,7 @@ Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& 
 //   accumulate  out += result (beta = 1): the residual add fused into the GEMM (any out_dtype).
 //   gelu_tanh   GELU with the tanh approximation after the bias (cuBLASLt GELU_BIAS epilogue),
 //               SigLIP's gelu_pytorch_tanh; not with accumulate.
+// A bias needs out_dtype kF32 (cuBLASLt takes an fp32 bias only with fp32 outputs).
 // in: (rows, K) of w.dtype at in_row_stride (0: K). cuBLASLt plans are cached in `blas` per shape.
 struct LinearArgs {
   void* out = nullptr;

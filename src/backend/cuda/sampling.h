@@ -3,8 +3,10 @@
 //   sample_top_p    temperature, top-k (k <= kSampleMaxTopK, 0 = kSampleMaxTopK) and top-p over
 //                   each row, one uniform draw per row from a counter-based RNG (seed, step), so a
 //                   replayed CUDA graph draws fresh numbers when step (device memory) advances.
-// logits: (rows, vocab) fp32 at row_stride; only the first `vocab` columns are candidates.
-// out_ids: (rows) int32 device. stream: cudaStream_t or nullptr.
+// logits: (rows, vocab) fp32 at row_stride; only the first `vocab` columns are candidates; NaN
+// ranks below every number. out_ids: (rows) int32 device. sample_top_p: top_k is clamped to vocab,
+// step nullptr reads as 0, vocab <= 262144 (larger: Unimplemented). stream: cudaStream_t or
+// nullptr.
 #pragma once
 
 #include <cstdint>

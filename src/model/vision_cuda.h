@@ -1,0 +1,100 @@
+// CudaVisionEncoder: the vision side of VisionEncoder (model/vision_encoder.h) on one CUDA GPU:
+// SigLIP tower, dynamic-S2 merge, projector and chessboard merge, from preprocessed tiles to LLM
+// input embeddings. Same inputs and outputs as VisionEncoder::encode / tower_forward, so a caller
+// can swap the two.
+//
+// Precision: weights and GEMM inputs in a 16-bit compute dtype (bf16 or f16) with fp32
+// accumulation; the residual stream, LayerNorm statistics, biases, position embeddings, softmax
+// and the S2 area resize stay fp32. Per SigLIP layer, all tiles of a media item in ONE batch
+// (B tiles, P patches, T = B*P rows):
+//   xn = LN1(x) (16-bit)  ->  qkv = xn · Wqkvᵀ + b (one fused GEMM, 16-bit)
+//   attn = flash_attention_dense(q, k, v) (non-causal, per tile)  ->  x += attn · Woᵀ + bo
+//   xn = LN2(x)  ->  h = gelu_tanh(xn · W1ᵀ + b1) (GEMM epilogue, 16-bit)  ->  x += h · W2ᵀ + b2
+// Embeddings: im2col (T, 3*p*p padded to a multiple of 8) 16-bit -> GEMM + bias -> + pos_emb.
+// The projector's LayerNorms take fp32 and write the next GEMM's 16-bit input; its GELUs (erf)
+// apply the bias to an fp32 GEMM output; every projector GEMM accumulates in fp32.
+//
+// Memory: the weights live in one device allocation (uploaded once, or filled randomly on the
+// device by create_random); activations in a second one sized for options.max_tiles tiles, grown
+// when an item has more. In a build without CUDA the class compiles and create* return
+// Unimplemented. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "model/siglip.h"
+#include "model/vision_encoder.h"
+
+namespace vila {
+
+struct CudaVisionOptions {
+  DType compute = DType::kBF16;  // kBF16 or kF16
+  int64_t max_tiles = 17;        // tiles per item the activations are sized for (NVILA-8B S2: 17)
+  int device = 0;
+};
+
+// What create_random builds: a SigLIP tower, the top config.json's vision fields (select_layer,
+// select_feature, dynamic_s2, s2_scales, s2_resize_idx, llm_hidden; mm_hidden is derived) and a
+// projector type (mlp_downsample, mlp_downsample_2x2_fix, mlp_downsample_3x3_fix, linear,
+// mlp<N>x_gelu or identity).
+struct VisionGeometry {
+  SiglipConfig siglip;
+  VisionConfig vision;
+  std::string projector_type = "mlp_downsample_2x2_fix";
+
+  // NVILA-8B: SigLIP-so400m-patch14-448 (hidden 1152, 27 layers, 16 heads of 72, MLP 4304, 1024
+  // patches per tile, select layer -2, cls_patch), dynamic S2 448/896/1344 resized to the last
+  // scale, 2x2 projector into a 3584-wide LLM.
+  static VisionGeometry nvila_8b();
+};
+
+class CudaVisionEncoder {
+ public:
+  // Uploads the CPU encoder's weights (any checkpoint dtype) once, converted to options.compute.
+  static StatusOr<std::unique_ptr<CudaVisionEncoder>> create(const VisionEncoder& cpu,
+                                                             const CudaVisionOptions& options = {});
+  // Random weights of the given geometry, made on the device (no host copy): uniform
+  // +-1/sqrt(fan_in) linear weights, LayerNorm weights near 1, small biases. For `vila bench`.
+  static StatusOr<std::unique_ptr<CudaVisionEncoder>> create_random(const VisionGeometry& geometry,
+                                                                    DType dtype, uint64_t seed,
+                                                                    CudaVisionOptions options = {});
+  ~CudaVisionEncoder();
+  CudaVisionEncoder(const CudaVisionEncoder&) = delete;
+  CudaVisionEncoder& operator=(const CudaVisionEncoder&) = delete;
+
+  // As VisionEncoder::tower_forward: tiles (n_tiles, 3, S, S) host fp32 -> out (n_tiles, L, C).
+  Status tower_forward(const float* tiles, int64_t n_tiles, std::vector<float>& out);
+  // As VisionEncoder::encode: projected tokens (n_tokens, llm_hidden) host fp32 of one media item.
+  StatusOr<std::vector<float>> encode(const ImageTiles& tiles, int64_t* n_tokens);
+
+  int64_t llm_hidden() const;
+  int64_t image_size() const;
+  int64_t tokens_per_tile() const;  // projector tokens of one tile (256 for NVILA-8B)
+  int64_t tower_tokens() const;     // L: SigLIP tokens per tile after feature selection
+  const VisionConfig& config() const;
+  const SiglipConfig& tower_config() const;
+  DType compute_dtype() const;
+
+  // tower_ms: pixel upload + SigLIP; projector_ms: S2 merge + projector + chessboard merge +
+  // download. Wall time with the stream synchronised at each boundary; accumulated until reset.
+  const VisionTimings& timings() const;
+  void reset_timings();
+  // FLOPs of the last tower_forward / encode: 2 * rows * N * K per GEMM (K without the patch
+  // padding) plus 4 * P² * heads * head_dim per tile and layer for attention.
+  double last_flops() const;
+  // Wall time of the last pixel upload (host -> device, pageable memory), part of tower_ms.
+  double last_upload_ms() const;
+  size_t device_bytes() const;  // weights + activations + cuBLASLt workspace
+
+ private:
+  struct Impl;
+  explicit CudaVisionEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vila

@@ -1,0 +1,721 @@
+// The vision path on the GPU: each kernel of backend/cuda/layer_norm.h and vision_ops.h against its
+// CPU oracle on odd shapes (outputs poisoned with 0xff bytes first), CudaVisionEncoder against the
+// CPU VisionEncoder on the three vision fixtures in bf16 and f16, and a timing test (prints only)
+// of SigLIP-so400m-448 + NVILA's 2x2 projector on 17 tiles. Skips cleanly without CUDA or a GPU.
+#include "model/vision_cuda.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../common/golden_util.h"
+#include "core/dtype.h"
+#include "model/projector.h"
+#include "model/s2_merge.h"
+#include "model/vision_encoder.h"
+#include "ops/cpu/activation.h"
+#include "ops/cpu/norm.h"
+#include "ops/cpu/patch_embed.h"
+#include "vision/image.h"
+#include "vision/preprocess.h"
+
+#ifdef VILA_WITH_CUDA
+#include "backend/cuda/device.h"
+#include "backend/cuda/embedding.h"
+#include "backend/cuda/layer_norm.h"
+#include "backend/cuda/linear.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/vision_ops.h"
+#endif
+
+namespace vila {
+namespace {
+
+#ifdef VILA_WITH_CUDA
+#define VILA_SKIP_WITHOUT_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
+#else
+#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
+#endif
+
+namespace fs = std::filesystem;
+
+[[maybe_unused]] std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.0f,
+                                                  float mean = 0.0f) {
+  std::normal_distribution<float> dist(mean, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// max |got - ref| / (1 + |ref|), NaN counting as infinite.
+[[maybe_unused]] double max_rel_error(const std::vector<float>& got,
+                                      const std::vector<float>& ref) {
+  if (got.size() != ref.size()) return INFINITY;
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / (1.0 + std::fabs(ref[i]));
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst;
+}
+
+// max |got - ref| / max |ref|: the error relative to the range of the values.
+[[maybe_unused]] double range_rel_error(const std::vector<float>& got,
+                                        const std::vector<float>& ref) {
+  if (got.size() != ref.size() || ref.empty()) return INFINITY;
+  double range = 0;
+  for (float r : ref) range = std::max(range, std::fabs(static_cast<double>(r)));
+  return golden::max_abs_diff(got.data(), ref.data(), static_cast<int64_t>(ref.size())) /
+         std::max(range, 1e-30);
+}
+
+// x rounded to dtype and widened back (identity for kF32).
+[[maybe_unused]] float round_to(DType dtype, float x) {
+  if (dtype == DType::kBF16) return bf16_to_f32(f32_to_bf16(x));
+  if (dtype == DType::kF16) return f16_to_f32(f32_to_f16(x));
+  return x;
+}
+
+[[maybe_unused]] std::vector<float> rounded(DType dtype, std::vector<float> v) {
+  for (float& x : v) x = round_to(dtype, x);
+  return v;
+}
+
+#ifdef VILA_WITH_CUDA
+constexpr DType kOutDtypes[] = {DType::kF32, DType::kBF16, DType::kF16};
+constexpr DType kHalfDtypes[] = {DType::kBF16, DType::kF16};
+
+cuda::DeviceBuffer upload(const std::vector<float>& host) {
+  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(host.size() * 4, 4));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::copy_to_device(buf->data(), host.data(), host.size() * 4, nullptr).ok());
+  return std::move(*buf);
+}
+
+// A host vector converted to dtype on the host, then uploaded.
+cuda::DeviceBuffer upload_as(DType dtype, const std::vector<float>& host) {
+  if (dtype == DType::kF32) return upload(host);
+  std::vector<uint16_t> half(host.size());
+  EXPECT_TRUE(
+      convert_from_f32(host.data(), dtype, half.data(), static_cast<int64_t>(host.size())).ok());
+  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(half.size() * 2, 4));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::copy_to_device(buf->data(), half.data(), half.size() * 2, nullptr).ok());
+  return std::move(*buf);
+}
+
+cuda::DeviceBuffer poisoned(size_t bytes) {
+  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(bytes, 4));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::memset_device(buf->data(), 0xff, bytes, nullptr).ok());
+  return std::move(*buf);
+}
+
+// count values of dtype at buf, widened to fp32.
+std::vector<float> download(const cuda::DeviceBuffer& buf, DType dtype, size_t count) {
+  std::vector<float> out(count);
+  if (dtype == DType::kF32) {
+    EXPECT_TRUE(cuda::copy_to_host(out.data(), buf.data(), count * 4, nullptr).ok());
+    return out;
+  }
+  std::vector<uint16_t> half(count);
+  EXPECT_TRUE(cuda::copy_to_host(half.data(), buf.data(), count * 2, nullptr).ok());
+  EXPECT_TRUE(convert_to_f32(dtype, half.data(), out.data(), static_cast<int64_t>(count)).ok());
+  return out;
+}
+
+size_t bytes_of(DType dtype, size_t count) {
+  return static_cast<size_t>(dtype_bytes(dtype, count));
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Kernels vs their CPU oracles
+// ---------------------------------------------------------------------------------------------
+
+TEST(CudaVisionOps, LayerNormMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t rows, cols;
+    float eps, mean;
+    bool bias;
+  };
+  const Case cases[] = {{1, 1, 1e-6f, 0.0f, true},    {3, 7, 1e-5f, 3.0f, false},
+                        {17, 33, 1e-6f, -2.0f, true}, {5, 1152, 1e-6f, 0.5f, true},
+                        {3, 4609, 1e-5f, 0.0f, true}, {130, 96, 1e-6f, 1.0f, true}};
+  for (const Case& c : cases) {
+    const int64_t n = c.rows * c.cols;
+    const auto x = random_floats(rng, n, 2.0f, c.mean);
+    const auto w = random_floats(rng, c.cols, 0.5f, 1.0f);
+    const auto b = random_floats(rng, c.cols, 0.1f);
+    std::vector<float> ref(static_cast<size_t>(n));
+    std::vector<float> x_copy = x, w_copy = w, b_copy = b;
+    ASSERT_TRUE(cpu::layer_norm(f32_view(ref.data(), {c.rows, c.cols}),
+                                f32_view(x_copy.data(), {c.rows, c.cols}),
+                                f32_view(w_copy.data(), {c.cols}),
+                                c.bias ? f32_view(b_copy.data(), {c.cols}) : TensorView(), c.eps)
+                    .ok());
+    const auto dx = upload(x), dw = upload(w), db = upload(b);
+    for (DType dt : kOutDtypes) {
+      SCOPED_TRACE(std::to_string(c.rows) + "x" + std::to_string(c.cols) + " " + dtype_name(dt));
+      const auto out = poisoned(bytes_of(dt, n));
+      ASSERT_TRUE(cuda::layer_norm(out.data(), dt, 0, dx.as<float>(), dw.as<float>(),
+                                   c.bias ? db.as<float>() : nullptr, c.rows, c.cols, c.eps,
+                                   nullptr)
+                      .ok());
+      const auto got = download(out, dt, static_cast<size_t>(n));
+      // fp32 statistics vs the CPU's double ones; 16-bit: one rounding of the fp32 value.
+      const double tol = dt == DType::kF32 ? 2e-5 : (dt == DType::kBF16 ? 8e-3 : 1e-3);
+      EXPECT_LE(max_rel_error(got, ref), tol);
+
+      // Strided out (row stride cols + 5): the rows land at the stride, the gaps stay poisoned.
+      const int64_t stride = c.cols + 5;
+      const auto strided = poisoned(bytes_of(dt, c.rows * stride));
+      ASSERT_TRUE(cuda::layer_norm(strided.data(), dt, stride, dx.as<float>(), dw.as<float>(),
+                                   c.bias ? db.as<float>() : nullptr, c.rows, c.cols, c.eps,
+                                   nullptr)
+                      .ok());
+      const auto all = download(strided, dt, static_cast<size_t>(c.rows * stride));
+      std::vector<float> rows_only;
+      int64_t gap_written = 0;
+      for (int64_t r = 0; r < c.rows; ++r) {
+        rows_only.insert(rows_only.end(), all.begin() + r * stride,
+                         all.begin() + r * stride + c.cols);
+        for (int64_t j = c.cols; j < stride; ++j) gap_written += !std::isnan(all[r * stride + j]);
+      }
+      EXPECT_EQ(rows_only, got);
+      EXPECT_EQ(gap_written, 0);
+    }
+    // In place (fp32).
+    auto inplace = upload(x);
+    ASSERT_TRUE(cuda::layer_norm(inplace.data(), DType::kF32, 0, inplace.as<float>(),
+                                 dw.as<float>(), c.bias ? db.as<float>() : nullptr, c.rows, c.cols,
+                                 c.eps, nullptr)
+                    .ok());
+    EXPECT_LE(max_rel_error(download(inplace, DType::kF32, static_cast<size_t>(n)), ref), 2e-5);
+  }
+  EXPECT_FALSE(
+      cuda::layer_norm(nullptr, DType::kF32, 0, nullptr, nullptr, nullptr, 2, 0, 1e-6f, nullptr)
+          .ok());
+  EXPECT_FALSE(  // stride < cols
+      cuda::layer_norm(nullptr, DType::kF32, 3, nullptr, nullptr, nullptr, 2, 4, 1e-6f, nullptr)
+          .ok());
+#endif
+}
+
+TEST(CudaVisionOps, Im2colIsExactAndPatchEmbedMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(12);
+  struct Case {
+    int64_t batch, cin, size, patch, channels;
+  };
+  // 30 / 7 leaves a 2-pixel remainder (a valid convolution drops it); 28 / 14 is the fixture's.
+  const Case cases[] = {{2, 3, 30, 7, 40}, {3, 3, 28, 14, 32}, {1, 1, 5, 5, 3}, {2, 3, 45, 14, 24}};
+  constexpr int64_t kAlign = 8;
+  auto blas = cuda::Blas::create();
+  ASSERT_TRUE(blas.ok()) << blas.status().to_string();
+  for (const Case& c : cases) {
+    const int64_t grid = c.size / c.patch, P = grid * grid, k = c.cin * c.patch * c.patch;
+    const int64_t stride = (k + kAlign - 1) / kAlign * kAlign, rows = c.batch * P;
+    const auto pixels = random_floats(rng, c.batch * c.cin * c.size * c.size);
+    const auto weight = random_floats(rng, c.channels * k, 0.1f);
+    const auto bias = random_floats(rng, c.channels, 0.1f);
+    const auto dpix = upload(pixels);
+    for (DType dt : kHalfDtypes) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " size " + std::to_string(c.size) + " patch " +
+                   std::to_string(c.patch));
+      const auto cols = poisoned(bytes_of(dt, rows * stride));
+      ASSERT_TRUE(cuda::im2col_patches(cols.data(), dt, stride, dpix.as<float>(), c.batch, c.cin,
+                                       c.size, c.patch, nullptr)
+                      .ok());
+      const auto got = download(cols, dt, static_cast<size_t>(rows * stride));
+      int64_t mismatches = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t b = r / P, py = r % P / grid, px = r % grid;
+        for (int64_t col = 0; col < stride; ++col) {
+          float want = 0.0f;
+          if (col < k) {
+            const int64_t ci = col / (c.patch * c.patch), ky = col / c.patch % c.patch;
+            const int64_t kx = col % c.patch;
+            want = round_to(
+                dt,
+                pixels[static_cast<size_t>(
+                    ((b * c.cin + ci) * c.size + py * c.patch + ky) * c.size + px * c.patch + kx)]);
+          }
+          mismatches += got[static_cast<size_t>(r * stride + col)] != want;
+        }
+      }
+      EXPECT_EQ(mismatches, 0);
+
+      // The patch-embedding GEMM on those columns (weight padded to the stride) vs
+      // cpu::patch_embed fed the same rounded pixels and weights.
+      std::vector<float> wpad(static_cast<size_t>(c.channels * stride), 0.0f);
+      const auto wr = rounded(dt, weight);
+      for (int64_t n = 0; n < c.channels; ++n) {
+        std::copy(wr.begin() + n * k, wr.begin() + (n + 1) * k, wpad.begin() + n * stride);
+      }
+      const auto dw = upload_as(dt, wpad), dbias = upload(bias);
+      cuda::DeviceLinearWeight lw{dw.data(), dbias.as<float>(), dt, c.channels, stride};
+      const auto out = poisoned(bytes_of(DType::kF32, rows * c.channels));
+      cuda::LinearArgs args;
+      args.out = out.data();
+      args.in = cols.data();
+      args.rows = rows;
+      ASSERT_TRUE(cuda::linear(**blas, args, lw, nullptr).ok());
+      auto pr = rounded(dt, pixels);
+      auto wcpu = wr;
+      auto bcpu = bias;
+      std::vector<float> ref(static_cast<size_t>(rows * c.channels));
+      ASSERT_TRUE(cpu::patch_embed(f32_view(ref.data(), {c.batch, P, c.channels}),
+                                   f32_view(pr.data(), {c.batch, c.cin, c.size, c.size}),
+                                   f32_view(wcpu.data(), {c.channels, c.cin, c.patch, c.patch}),
+                                   f32_view(bcpu.data(), {c.channels}))
+                      .ok());
+      EXPECT_LE(max_rel_error(download(out, DType::kF32, ref.size()), ref), 1e-5);
+    }
+  }
+#endif
+}
+
+TEST(CudaVisionOps, AddPositionEmbeddingsIsExact) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(13);
+  const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 49, 33}};
+  for (const auto& s : shapes) {
+    const int64_t B = s[0], P = s[1], C = s[2];
+    auto x = random_floats(rng, B * P * C);
+    const auto pos = random_floats(rng, P * C);
+    auto dx = upload(x);
+    const auto dpos = upload(pos);
+    ASSERT_TRUE(
+        cuda::add_position_embeddings(dx.as<float>(), dpos.as<float>(), B, P, C, nullptr).ok());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += pos[i % static_cast<size_t>(P * C)];
+    EXPECT_EQ(download(dx, DType::kF32, x.size()), x);
+  }
+#endif
+}
+
+TEST(CudaVisionOps, GeluBiasMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(14);
+  const int64_t shapes[][2] = {{1, 1}, {7, 33}, {129, 65}};
+  for (const auto& s : shapes) {
+    const int64_t rows = s[0], cols = s[1], n = rows * cols;
+    const auto in = random_floats(rng, n, 3.0f);
+    const auto bias = random_floats(rng, cols, 0.5f);
+    const auto din = upload(in), dbias = upload(bias);
+    for (bool tanh_approx : {false, true}) {
+      for (bool with_bias : {false, true}) {
+        std::vector<float> ref = in;
+        if (with_bias) {
+          for (int64_t i = 0; i < n; ++i) ref[i] += bias[i % cols];
+        }
+        ASSERT_TRUE(cpu::gelu(f32_view(ref.data(), {rows, cols}),
+                              f32_view(ref.data(), {rows, cols}),
+                              tanh_approx ? cpu::GeluApprox::kTanh : cpu::GeluApprox::kErf)
+                        .ok());
+        for (DType dt : kOutDtypes) {
+          SCOPED_TRACE(std::string(dtype_name(dt)) + (tanh_approx ? " tanh" : " erf") +
+                       (with_bias ? " bias" : ""));
+          const auto out = poisoned(bytes_of(dt, n));
+          ASSERT_TRUE(cuda::gelu_bias(out.data(), dt, din.as<float>(),
+                                      with_bias ? dbias.as<float>() : nullptr, rows, cols,
+                                      tanh_approx, nullptr)
+                          .ok());
+          const double tol = dt == DType::kF32 ? 5e-6 : (dt == DType::kBF16 ? 8e-3 : 1e-3);
+          EXPECT_LE(max_rel_error(download(out, dt, static_cast<size_t>(n)), ref), tol);
+        }
+      }
+    }
+  }
+#endif
+}
+
+TEST(CudaVisionOps, SpatialToChannelMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(15);
+  constexpr int64_t kItems = 3, kFirst = 1, kExtra = 2;  // tokens skipped / after each item
+  for (int64_t side : {1, 2, 5, 7, 27}) {
+    for (int64_t k : {2, 3}) {
+      for (int64_t C : {1, 6, 33}) {
+        const int64_t stride = kFirst + side * side + kExtra, g = (side + k - 1) / k;
+        const auto in = random_floats(rng, kItems * stride * C);
+        std::vector<float> ref(static_cast<size_t>(kItems * g * g * k * k * C));
+        for (int64_t n = 0; n < kItems; ++n) {
+          spatial_to_channel(in.data() + (n * stride + kFirst) * C, side, C, k,
+                             ref.data() + n * g * g * k * k * C);
+        }
+        const auto din = upload(in);
+        for (DType dt : kOutDtypes) {
+          SCOPED_TRACE("side " + std::to_string(side) + " k " + std::to_string(k) + " C " +
+                       std::to_string(C) + " " + dtype_name(dt));
+          const auto out = poisoned(bytes_of(dt, ref.size()));
+          ASSERT_TRUE(cuda::spatial_to_channel(out.data(), dt, din.as<float>(), kItems, stride,
+                                               kFirst, side, C, k, nullptr)
+                          .ok());
+          EXPECT_EQ(download(out, dt, ref.size()), rounded(dt, ref));
+        }
+      }
+    }
+  }
+#endif
+}
+
+TEST(CudaVisionOps, GatherTokensIsExact) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(16);
+  const int64_t items = 4, stride = 11, first = 1, tokens = 9, C = 7;
+  const auto in = random_floats(rng, items * stride * C);
+  const auto din = upload(in);
+  for (int64_t repeat : {1, 3}) {
+    std::vector<float> ref;
+    for (int64_t n = 0; n < items; ++n) {
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* src = in.data() + (n * stride + first + t) * C;
+        for (int64_t r = 0; r < repeat; ++r) ref.insert(ref.end(), src, src + C);
+      }
+    }
+    for (DType dt : kOutDtypes) {
+      const auto out = poisoned(bytes_of(dt, ref.size()));
+      ASSERT_TRUE(cuda::gather_tokens(out.data(), dt, din.as<float>(), items, stride, first, tokens,
+                                      C, repeat, nullptr)
+                      .ok());
+      EXPECT_EQ(download(out, dt, ref.size()), rounded(dt, ref)) << dtype_name(dt);
+    }
+  }
+  EXPECT_FALSE(cuda::gather_tokens(nullptr, DType::kF32, nullptr, 1, 4, 1, 4, 1, 1, nullptr).ok());
+#endif
+}
+
+TEST(CudaVisionOps, S2MergeMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(17);
+  struct Case {
+    std::vector<int64_t> scales;
+    int64_t rows, cols, g, C, resize_idx;
+  };
+  const Case cases[] = {{{448, 896, 1344}, 3, 4, 5, 3, -1}, {{448, 896, 1344}, 2, 3, 5, 4, -1},
+                        {{448, 896, 1344}, 1, 1, 4, 2, -1}, {{448, 896, 1344}, 4, 1, 3, 5, 0},
+                        {{448, 896, 1344}, 3, 2, 6, 3, 1},  {{2, 4}, 3, 2, 7, 3, -1},
+                        {{1, 3, 6}, 5, 7, 3, 2, -1},        {{448, 896, 1344}, 3, 4, 32, 9, -1}};
+  constexpr int64_t kFirst = 1;  // a token in front of every tile ("patch" selection)
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::to_string(c.rows) + "x" + std::to_string(c.cols) + " g " +
+                 std::to_string(c.g) + " scales " + std::to_string(c.scales.size()) + " resize " +
+                 std::to_string(c.resize_idx));
+    const int64_t n_tiles = s2_tile_count(c.scales, c.rows, c.cols), L = c.g * c.g;
+    const int64_t stride = L + kFirst;
+    const auto strided = random_floats(rng, n_tiles * stride * c.C);
+    std::vector<float> compact;
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      compact.insert(compact.end(), strided.begin() + (t * stride + kFirst) * c.C,
+                     strided.begin() + (t + 1) * stride * c.C);
+    }
+    std::vector<float> ref;
+    int64_t out_rows = 0, out_cols = 0;
+    ASSERT_TRUE(s2_merge_features(compact.data(), n_tiles, c.g, c.C, c.scales, c.rows, c.cols,
+                                  c.resize_idx, ref, &out_rows, &out_cols)
+                    .ok());
+    const auto K = static_cast<int64_t>(c.scales.size());
+    cuda::S2MergeArgs a;
+    const auto din = upload(strided);
+    const auto out = poisoned(ref.size() * 4);
+    a.out = out.as<float>();
+    a.features = din.as<float>();
+    a.item_stride = stride;
+    a.first_token = kFirst;
+    a.g = c.g;
+    a.channels = c.C;
+    a.n_scales = static_cast<int>(K);
+    for (int64_t s = 0; s < K; ++s) {
+      a.grid_h[s] = s + 1 == K ? c.rows : c.scales[s] / c.scales[0];
+      a.grid_w[s] = s + 1 == K ? c.cols : c.scales[s] / c.scales[0];
+    }
+    a.out_rows = out_rows;
+    a.out_cols = out_cols;
+    ASSERT_TRUE(cuda::s2_merge_features(a, nullptr).ok());
+    const auto got = download(out, DType::kF32, ref.size());
+    // The CPU's own arithmetic (fp32 window sums in (ih, iw) order, two divisions): bit-exact.
+    EXPECT_EQ(golden::max_abs_diff(got.data(), ref.data(), static_cast<int64_t>(ref.size())), 0.0);
+  }
+#endif
+}
+
+// set_bias_columns, then a GEMM with the bias folded into the weight ([x | 1 | 0] · [W | b | 0]ᵀ,
+// 16-bit out) vs a double reference on the same rounded operands: the qkv / fc1 path of
+// CudaVisionEncoder.
+TEST(CudaVisionOps, FoldedBiasGemmMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(20);
+  auto blas = cuda::Blas::create();
+  ASSERT_TRUE(blas.ok());
+  const int64_t shapes[][3] = {{5, 32, 24}, {33, 1152, 72}, {7, 13, 9}};  // rows, C, N
+  for (const auto& sh : shapes) {
+    const int64_t rows = sh[0], C = sh[1], N = sh[2], stride = (C + 1 + 7) / 8 * 8;
+    for (DType dt : kHalfDtypes) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " C " + std::to_string(C));
+      const auto x = rounded(dt, random_floats(rng, rows * C));
+      const auto w = rounded(dt, random_floats(rng, N * C, 0.1f));
+      const auto b = rounded(dt, random_floats(rng, N, 0.5f));
+      // x rows at the stride with NaN gaps; set_bias_columns must overwrite every gap.
+      std::vector<float> xs(static_cast<size_t>(rows * stride), NAN), want;
+      std::vector<float> ws(static_cast<size_t>(N * stride), 0.0f);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(x.begin() + r * C, C, xs.begin() + r * stride);
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        std::copy_n(w.begin() + n * C, C, ws.begin() + n * stride);
+        ws[static_cast<size_t>(n * stride + C)] = b[static_cast<size_t>(n)];
+      }
+      want = xs;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = C; j < stride; ++j) want[static_cast<size_t>(r * stride + j)] = j == C;
+      }
+      const auto dx = upload_as(dt, xs);
+      ASSERT_TRUE(cuda::set_bias_columns(dx.data(), dt, rows, stride, C, nullptr).ok());
+      EXPECT_EQ(download(dx, dt, want.size()), want);
+      const auto dw = upload_as(dt, ws);
+      cuda::DeviceLinearWeight lw{dw.data(), nullptr, dt, N, stride};
+      const auto out = poisoned(bytes_of(dt, rows * N));
+      cuda::LinearArgs args;
+      args.out = out.data();
+      args.out_dtype = dt;
+      args.in = dx.data();
+      args.rows = rows;
+      ASSERT_TRUE(cuda::linear(**blas, args, lw, nullptr).ok());
+      std::vector<float> ref(static_cast<size_t>(rows * N));
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = b[static_cast<size_t>(n)];
+          for (int64_t k = 0; k < C; ++k) {
+            acc += static_cast<double>(x[static_cast<size_t>(r * C + k)]) *
+                   w[static_cast<size_t>(n * C + k)];
+          }
+          ref[static_cast<size_t>(r * N + n)] = static_cast<float>(acc);
+        }
+      }
+      EXPECT_LE(max_rel_error(download(out, dt, ref.size()), ref),
+                dt == DType::kBF16 ? 8e-3 : 1e-3);
+    }
+  }
+  EXPECT_FALSE(cuda::set_bias_columns(nullptr, DType::kBF16, 2, 4, 4, nullptr).ok());
+#endif
+}
+
+TEST(CudaVisionOps, MergeChessboardIsExact) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(18);
+  const int64_t shapes[][4] = {{1, 1, 1, 1}, {3, 4, 5, 3}, {2, 1, 11, 7}, {1, 3, 2, 64}};
+  for (const auto& s : shapes) {
+    const int64_t n_h = s[0], n_w = s[1], g = s[2], C = s[3];
+    const auto tiles = random_floats(rng, n_h * n_w * g * g * C);
+    std::vector<float> ref(tiles.size());
+    merge_chessboard(tiles.data(), n_h, n_w, g, C, ref.data());
+    const auto din = upload(tiles);
+    const auto out = poisoned(ref.size() * 4);
+    ASSERT_TRUE(
+        cuda::merge_chessboard(out.as<float>(), din.as<float>(), n_h, n_w, g, C, nullptr).ok());
+    EXPECT_EQ(download(out, DType::kF32, ref.size()), ref);
+  }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// CudaVisionEncoder
+// ---------------------------------------------------------------------------------------------
+
+TEST(CudaVision, CreateFailsCleanlyWithoutGpu) {
+#ifdef VILA_WITH_CUDA
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
+#endif
+  auto enc = CudaVisionEncoder::create_random(VisionGeometry::nvila_8b(), DType::kBF16, 1);
+  EXPECT_FALSE(enc.ok());
+}
+
+// GPU vs CPU projected features on every image of every case of the three vision fixtures (all
+// tiles of an image as one item; the S2 grid, multi-image repeat, Lite 3x3 and VILA1.5 padded
+// paths), and the tower features of the first image of each fixture.
+void check_fixtures(DType dtype, double tolerance) {
+  const fs::path root = fs::path(VILA_FIXTURES_DIR) / "vision";
+  const auto names = golden::fixture_names("vision");
+  ASSERT_EQ(names.size(), 3u);
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    const std::string dir = (root / name).string();
+    auto cpu = VisionEncoder::load(dir);
+    ASSERT_TRUE(cpu.ok()) << cpu.status().to_string();
+    CudaVisionOptions options;
+    options.compute = dtype;
+    options.max_tiles = 4;  // S2 items have up to 17 tiles: exercises regrowth
+    auto gpu = CudaVisionEncoder::create(**cpu, options);
+    ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+    auto pre_config = load_preprocess_config(dir);
+    ASSERT_TRUE(pre_config.ok()) << pre_config.status().to_string();
+    std::ifstream in(dir + "/reference.json");
+    const auto reference = nlohmann::json::parse(in);
+    double worst = 0, worst_tower = 0;
+    bool tower_checked = false;
+    for (const auto& c : reference["cases"]) {
+      const auto& images = c["images"];
+      for (const auto& path : images) {
+        auto image = load_image((root / path.get<std::string>()).string());
+        ASSERT_TRUE(image.ok()) << image.status().to_string();
+        auto pre = preprocess_image(*image, *pre_config, images.size() == 1);
+        ASSERT_TRUE(pre.ok()) << pre.status().to_string();
+        ImageTiles tiles;
+        tiles.pixels = pre->data;
+        tiles.n_tiles = pre->num_tiles;
+        tiles.size = pre->tile_size;
+        tiles.rows = pre->block_rows;
+        tiles.cols = pre->block_cols;
+        int64_t n_cpu = 0, n_gpu = 0;
+        auto ref = (*cpu)->encode(tiles, &n_cpu);
+        ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+        auto got = (*gpu)->encode(tiles, &n_gpu);
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        ASSERT_EQ(n_gpu, n_cpu);
+        const double err = range_rel_error(*got, *ref);
+        EXPECT_LE(err, tolerance) << c["name"] << " " << path;
+        worst = std::max(worst, err);
+        if (!tower_checked) {
+          std::vector<float> tower_ref, tower_got;
+          ASSERT_TRUE((*cpu)->tower_forward(tiles.pixels.data(), tiles.n_tiles, tower_ref).ok());
+          ASSERT_TRUE((*gpu)->tower_forward(tiles.pixels.data(), tiles.n_tiles, tower_got).ok());
+          worst_tower = range_rel_error(tower_got, tower_ref);
+          EXPECT_LE(worst_tower, tolerance);
+          tower_checked = true;
+        }
+      }
+    }
+    std::printf("[vision %s %s] max |gpu - cpu| / max |cpu|: features %.3e, tower %.3e\n",
+                dtype_name(dtype), name.c_str(), worst, worst_tower);
+  }
+}
+
+TEST(CudaVision, FixturesMatchCpuBf16) {
+  VILA_SKIP_WITHOUT_GPU();
+  check_fixtures(DType::kBF16, 4e-2);
+}
+
+TEST(CudaVision, FixturesMatchCpuF16) {
+  VILA_SKIP_WITHOUT_GPU();
+  check_fixtures(DType::kF16, 8e-3);
+}
+
+// Prints only: SigLIP-so400m-patch14-448 + 2x2 projector on 17 tiles (NVILA-8B's dynamic S2 at a
+// 3x4 grid), and a cuBLASLt bf16 8192^3 GEMM as the peak of the same run.
+TEST(CudaVision, TimingSo400m17Tiles) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  using Clock = std::chrono::steady_clock;
+  constexpr int kRuns = 5;
+  constexpr int64_t kRows = 3, kCols = 4, kTiles = 1 + 4 + kRows * kCols;
+  const VisionGeometry geometry = VisionGeometry::nvila_8b();
+  std::mt19937 rng(19);
+  ImageTiles tiles;
+  tiles.n_tiles = kTiles;
+  tiles.size = geometry.siglip.image_size;
+  tiles.rows = kRows;
+  tiles.cols = kCols;
+  tiles.pixels = random_floats(rng, kTiles * 3 * tiles.size * tiles.size);
+  for (DType dt : kHalfDtypes) {
+    auto enc = CudaVisionEncoder::create_random(geometry, dt, 7);
+    ASSERT_TRUE(enc.ok()) << enc.status().to_string();
+    int64_t n_tokens = 0;
+    auto warm = (*enc)->encode(tiles, &n_tokens);  // plans, clocks
+    ASSERT_TRUE(warm.ok()) << warm.status().to_string();
+    bool finite = true;
+    for (float v : *warm) finite = finite && std::isfinite(v);
+    (*enc)->reset_timings();
+    double upload_ms = 0;
+    const auto t0 = Clock::now();
+    for (int r = 0; r < kRuns; ++r) {
+      ASSERT_TRUE((*enc)->encode(tiles, &n_tokens).ok());
+      upload_ms += (*enc)->last_upload_ms() / kRuns;
+    }
+    const double total_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / kRuns;
+    const VisionTimings& t = (*enc)->timings();
+    const double tower_ms = t.tower_ms / kRuns, proj_ms = t.projector_ms / kRuns;
+    const double flop = (*enc)->last_flops();
+    const double compute_ms = tower_ms + proj_ms - upload_ms;  // device work + the download
+    std::printf(
+        "[vision timing %s] %lld tiles -> %lld tokens (finite %d), %.2f TFLOP per call, device "
+        "%.2f GiB\n  %.2f ms per call (pixel upload %.2f, SigLIP %.2f, S2+projector+download "
+        "%.2f): %.1f tiles/s, %.1f TFLOP/s; without the upload %.2f ms: %.1f tiles/s, %.1f "
+        "TFLOP/s\n",
+        dtype_name(dt), static_cast<long long>(kTiles), static_cast<long long>(n_tokens),
+        finite ? 1 : 0, flop / 1e12,
+        static_cast<double>((*enc)->device_bytes()) / (1024.0 * 1024.0 * 1024.0), total_ms,
+        upload_ms, tower_ms - upload_ms, proj_ms, kTiles / (total_ms * 1e-3),
+        flop / (total_ms * 1e-3) / 1e12, compute_ms, kTiles / (compute_ms * 1e-3),
+        flop / (compute_ms * 1e-3) / 1e12);
+  }
+
+  // Peak: out (M, N) bf16 = in (M, K) · W (N, K)ᵀ, M = N = K = 8192.
+  constexpr int64_t kN = 8192;
+  auto stream = cuda::Stream::create();
+  auto blas = cuda::Blas::create();
+  ASSERT_TRUE(stream.ok() && blas.ok());
+  auto a = cuda::DeviceBuffer::create(kN * kN * 2);
+  auto w = cuda::DeviceBuffer::create(kN * kN * 2);
+  auto out = cuda::DeviceBuffer::create(kN * kN * 2);
+  ASSERT_TRUE(a.ok() && w.ok() && out.ok());
+  ASSERT_TRUE(
+      cuda::fill_uniform(a->data(), DType::kBF16, kN * kN, -1, 1, 1, stream->handle()).ok());
+  ASSERT_TRUE(
+      cuda::fill_uniform(w->data(), DType::kBF16, kN * kN, -1, 1, 2, stream->handle()).ok());
+  cuda::DeviceLinearWeight lw{w->data(), nullptr, DType::kBF16, kN, kN};
+  cuda::LinearArgs args;
+  args.out = out->data();
+  args.out_dtype = DType::kBF16;
+  args.in = a->data();
+  args.rows = kN;
+  ASSERT_TRUE(cuda::linear(**blas, args, lw, stream->handle()).ok());
+  ASSERT_TRUE(stream->synchronize().ok());
+  {  // For the record: a 16-bit output with linear.h's fp32 bias (what the vision path avoids).
+    auto bias = cuda::DeviceBuffer::create(kN * 4);
+    ASSERT_TRUE(bias.ok());
+    ASSERT_TRUE(cuda::memset_device(bias->data(), 0, kN * 4, stream->handle()).ok());
+    cuda::DeviceLinearWeight biased = lw;
+    biased.bias = bias->as<float>();
+    cuda::LinearArgs small = args;
+    small.rows = 64;
+    const Status st = cuda::linear(**blas, small, biased, stream->handle());
+    std::printf("[vision note] bf16-out GEMM with an fp32 bias: %s\n",
+                st.ok() ? "ok" : st.to_string().c_str());
+    ASSERT_TRUE(stream->synchronize().ok());
+  }
+  const auto g0 = Clock::now();
+  for (int r = 0; r < kRuns; ++r)
+    ASSERT_TRUE(cuda::linear(**blas, args, lw, stream->handle()).ok());
+  ASSERT_TRUE(stream->synchronize().ok());
+  const double gemm_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - g0).count() / kRuns;
+  std::printf("[vision timing peak] cuBLASLt bf16 8192^3: %.3f ms, %.1f TFLOP/s\n", gemm_ms,
+              2.0 * kN * kN * kN / (gemm_ms * 1e-3) / 1e12);
+#endif
+}
+
+}  // namespace
+}  // namespace vila
