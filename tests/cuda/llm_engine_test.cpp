@@ -21,6 +21,9 @@
 
 #include "../common/golden_util.h"
 #include "model/vila_model.h"
+#include "runtime/decoder.h"
+#include "runtime/generate.h"
+#include "runtime/generate_batch.h"
 #include "runtime/kv_cache.h"
 
 #ifdef VILA_WITH_CUDA
@@ -264,6 +267,31 @@ TEST_P(EngineGolden, BatchedDecodeEqualsAlone) {
     for (size_t i = 0; i < ids.size(); ++i) together[i].push_back(next[i]);
   }
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(together[i], alone[i]) << "prompt " << i;
+}
+
+// The library's batched generation equals generate() through CudaDecoder prompt by prompt
+// (greedy, so the GPU picks are deterministic; prompts finish at different steps).
+TEST_P(EngineGolden, GenerateBatchMatchesSinglePrompts) {
+  auto engine = make(DType::kF16);
+  ASSERT_NE(engine, nullptr);
+  std::vector<PromptInput> prompts;
+  for (const auto& prompt : reference_["prompts"]) {
+    prompts.push_back({prompt["input_ids"].get<std::vector<int32_t>>(), {}});
+  }
+  prompts.resize(std::min<size_t>(prompts.size(), 4));
+  GenerateOptions options;
+  options.max_new_tokens = 10;
+  options.stop_ids = {prompts[0].ids.back()};  // some prompts may stop early
+  auto batch = generate_batch(*engine, model_->llm(), model_->tokenizer(), prompts, options);
+  ASSERT_TRUE(batch.ok()) << batch.status().to_string();
+  ASSERT_EQ(batch->size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    CudaDecoder decoder(*engine, model_->llm());
+    auto one = generate(decoder, model_->tokenizer(), prompts[i], options);
+    ASSERT_TRUE(one.ok()) << one.status().to_string();
+    EXPECT_EQ((*batch)[i].output_ids, one->output_ids) << "prompt " << i;
+    EXPECT_EQ((*batch)[i].stop_reason, one->stop_reason) << "prompt " << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, EngineGolden,

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "../common/temp_dir.h"
 #include "format/safetensors.h"
 
 namespace vila {
@@ -85,6 +87,34 @@ TEST(Cli, GenerateJson) {
   EXPECT_GT(j["prompt_tokens"].get<int>(), 10);  // the chat template is applied
 }
 
+// --prompts-file answers every non-empty line, in order, as --prompt would (CPU here; the GPU
+// batch path is compared with single prompts in tests/cuda/llm_engine_test.cpp).
+TEST(Cli, GeneratePromptsFileMatchesSinglePrompts) {
+  const testing::TempDir dir;
+  const std::string file = dir.path() + "/prompts.txt";
+  {
+    std::ofstream f(file);
+    f << "Hello there\n\nWhat is two plus two?\n";
+  }
+  const RunResult batch = run_cli("generate --model " + quote(kNvila) + " --device cpu" +
+                                  " --prompts-file " + quote(file) + " --max-new-tokens 5");
+  ASSERT_EQ(batch.exit_code, 0) << batch.err;
+  std::istringstream lines(batch.out);
+  std::vector<nlohmann::json> got;
+  for (std::string line; std::getline(lines, line);) got.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(got.size(), 2u);
+  const char* prompts[] = {"Hello there", "What is two plus two?"};
+  for (size_t i = 0; i < 2; ++i) {
+    const RunResult one = run_cli("generate --model " + quote(kNvila) + " --device cpu --prompt " +
+                                  quote(prompts[i]) + " --max-new-tokens 5 --json");
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    EXPECT_EQ(got[i]["token_ids"], nlohmann::json::parse(one.out)["token_ids"]) << prompts[i];
+  }
+  expect_clean_error(
+      run_cli("generate --model " + quote(kNvila) + " --prompts-file /nonexistent/prompts.txt"),
+      "/nonexistent/prompts.txt");
+}
+
 TEST(Cli, GenerateIsDeterministicWithASeed) {
   const std::string args = "generate --model " + quote(kModel) +
                            " --prompt 'Once upon a time' --max-new-tokens 8 --temperature 0.9 "
@@ -143,7 +173,8 @@ TEST(Cli, GenerateWithAnImage) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["image_tokens"], nlohmann::json::array({3072}));
   EXPECT_GT(j["prompt_tokens"].get<int>(), 3072);
-  for (const char* key : {"preprocess_ms", "vision_ms", "projector_ms", "prefill_ms", "decode_ms"}) {
+  for (const char* key :
+       {"preprocess_ms", "vision_ms", "projector_ms", "prefill_ms", "decode_ms"}) {
     EXPECT_TRUE(j["timings"].contains(key)) << key;
   }
 }
