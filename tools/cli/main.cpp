@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   vila::cli::add_tokenize_command(app, exit_code);
   vila::cli::add_info_command(app, exit_code);
   vila::cli::add_bench_command(app, exit_code);
+  vila::cli::add_tokenizer_command(app, exit_code);
   app.parse_complete_callback([&] {
     const vila::LogLevel levels[] = {vila::LogLevel::kDebug, vila::LogLevel::kInfo,
                                      vila::LogLevel::kWarn, vila::LogLevel::kError};
