@@ -301,9 +301,7 @@ Status LlmEngine::Impl::allocate_runtime() {
   return stream.synchronize();
 }
 
-Status LlmEngine::Impl::upload_step(int rows, int batch) {
-  (void)rows;
-  (void)batch;
+Status LlmEngine::Impl::upload_step() {
   return cuda::copy_to_device_async(scratch.positions, step_pinned.as<char>(), step_bytes, s());
 }
 

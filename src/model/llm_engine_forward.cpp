@@ -236,7 +236,7 @@ Status LlmEngine::Impl::prefill_impl(int seq, const float* embeds, bool embeds_o
     host.q_start[1] = static_cast<int32_t>(T);
     host.kv_len[0] = static_cast<int32_t>(p0 + T);
     fill_block_table_row(0, seq);
-    VILA_RETURN_IF_ERROR(upload_step(static_cast<int>(T), 1));
+    VILA_RETURN_IF_ERROR(upload_step());
     VILA_RETURN_IF_ERROR(run_layers(static_cast<int>(T), /*decode=*/false));
     // Logits of chunk rows [first, T).
     const int64_t first = std::clamp(first_logit_row - start, int64_t{0}, T);
@@ -316,7 +316,7 @@ Status LlmEngine::decode(const std::vector<int>& seq_list, const std::vector<int
     m.fill_block_table_row(i, sq_id);
   }
   *m.host.step = step;
-  VILA_RETURN_IF_ERROR(m.upload_step(batch, batch));
+  VILA_RETURN_IF_ERROR(m.upload_step());
 
   if (m.options.cuda_graphs) {
     auto it = m.decode_graphs.find(batch);

@@ -107,7 +107,7 @@ struct LlmEngine::Impl {
 
   Status allocate_runtime();  // KV pool, scratch, pinned staging
   Status reserve_pages(int seq, int64_t new_length);
-  Status upload_step(int rows, int batch);  // host mirror -> device (async)
+  Status upload_step();  // the pinned step block -> device (async)
   void fill_block_table_row(int row, int seq);
 
   // The layers over `rows` tokens whose x rows are set; prefill (rows of one sequence, batch 1)

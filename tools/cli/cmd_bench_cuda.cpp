@@ -106,9 +106,12 @@ int run_bench_cuda(const CudaBenchArgs& args) {
   const int64_t pages_per = (o.max_seq + 63) / 64;
   const int64_t pages_batch = (args.batch_context + args.decode_tokens + 8 + 63) / 64;
   o.num_pages = std::max<int64_t>(pages_per, pages_batch * o.max_batch) + 1;
-  o.progress = [](const std::string& stage, double f) {
-    std::fprintf(stderr, "\rbench: %s %3.0f%%", stage.c_str(), 100 * f);
-    if (f >= 1) std::fprintf(stderr, "\n");
+  o.progress = [last = -1](const std::string& stage, double f) mutable {
+    const int percent = static_cast<int>(100 * f);
+    if (percent == last) return;  // one line per whole percent
+    last = percent;
+    std::fprintf(stderr, "\rbench: %s %3d%%", stage.c_str(), percent);
+    if (percent >= 100) std::fprintf(stderr, "\n");
   };
   std::fprintf(stderr, "bench: building random %s (%s) on the GPU\n", args.preset.c_str(),
                dtype_name(*dtype));
