@@ -35,15 +35,10 @@
 #include "backend/cuda/sampling.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
-
-#ifdef VILA_WITH_CUDA
-#define VILA_SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
-#else
-#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
-#endif
 
 constexpr uint8_t kPoison = 0xff;  // every poisoned fp32 / bf16 / f16 element is a NaN
 
@@ -314,7 +309,7 @@ TEST(CudaDecodeOps, GemvMatchesCpuLinear) {
            {2, 33, 8200, P::kRmsNorm, E::kStore, false, false, h},  // long K, few rows
            {3, 40, 8192, P::kNone, E::kAddTo, false, true, h},
        }) {
-    SCOPED_TRACE(testing::Message()
+    SCOPED_TRACE(::testing::Message()
                  << dtype_tag(cs.dt) << " M " << cs.m << " N " << cs.n << " K " << cs.k << " "
                  << prologue_name(cs.prologue) << (cs.epilogue == E::kAddTo ? " add" : " store")
                  << (cs.half_out ? " half" : " f32") << (cs.bias ? " bias" : ""));
@@ -413,8 +408,8 @@ TEST(CudaDecodeOps, GemvPrologueEqualsPrefillOps) {
                          {6, 8200, 8200, P::kSiluGate, DType::kBF16},  // long K
                          {2, 8200, 8200, P::kRmsNorm, DType::kF16},
                          {1, 17000, 1000, P::kRmsNorm, DType::kBF16}}) {
-    SCOPED_TRACE(testing::Message() << dtype_tag(cs.dt) << " M " << cs.m << " N " << cs.n << " K "
-                                    << cs.k << " " << prologue_name(cs.prologue));
+    SCOPED_TRACE(::testing::Message() << dtype_tag(cs.dt) << " M " << cs.m << " N " << cs.n << " K "
+                                      << cs.k << " " << prologue_name(cs.prologue));
     const GemvInput in = make_gemv_input(rng, cs.m, cs.k, cs.prologue, cs.dt);
     std::vector<uint16_t> w(static_cast<size_t>(cs.n * cs.k), 0);
     const uint16_t one = round_half(1.0f, cs.dt);
@@ -496,8 +491,8 @@ TEST(CudaDecodeOps, RopeKvAppendMatchesCpuRope) {
                          {20, 7, 1, 64, 2, 40, 10000.0, DType::kF16},
                          {9, 28, 4, 128, 4, 100, 1e6, DType::kBF16},
                          {13, 6, 3, 80, 1, 3, 500000.0, DType::kF16}}) {
-    SCOPED_TRACE(testing::Message() << dtype_tag(cs.dt) << " rows " << cs.rows << " H " << cs.h
-                                    << " Hkv " << cs.hkv << " D " << cs.d);
+    SCOPED_TRACE(::testing::Message() << dtype_tag(cs.dt) << " rows " << cs.rows << " H " << cs.h
+                                      << " Hkv " << cs.hkv << " D " << cs.d);
     const int half = cs.d / 2;
     const int64_t width = int64_t{cs.h + 2 * cs.hkv} * cs.d;
     const int64_t qkv_stride = width + 3, q_stride = int64_t{cs.h} * cs.d + 5;

@@ -26,15 +26,10 @@
 #include "backend/cuda/memory.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
-
-#ifdef VILA_WITH_CUDA
-#define VILA_SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
-#else
-#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
-#endif
 
 constexpr double kTolerance = 2e-2;     // bf16 output rounding (2^-8) plus P rounded to 16 bits
 constexpr uint16_t kPoison16 = 0xffff;  // NaN in bf16 and f16

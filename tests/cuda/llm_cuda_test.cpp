@@ -27,18 +27,14 @@
 #include "backend/cuda/device.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool have_gpu() {
-#ifdef VILA_WITH_CUDA
-  return cuda::device_count() > 0;
-#else
-  return false;
-#endif
-}
+using testing::have_gpu;
 
 int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);

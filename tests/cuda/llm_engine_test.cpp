@@ -30,18 +30,14 @@
 #include "backend/cuda/device.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool have_gpu() {
-#ifdef VILA_WITH_CUDA
-  return cuda::device_count() > 0;
-#else
-  return false;
-#endif
-}
+using testing::have_gpu;
 
 double range_of(const std::vector<float>& v) {
   const auto [lo, hi] = std::minmax_element(v.begin(), v.end());

@@ -25,17 +25,13 @@
 #include "backend/cuda/rope.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
 
-#ifdef VILA_WITH_CUDA
-#define VILA_SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
-#else
-#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
-#endif
-
-[[maybe_unused]] std::vector<float> random_floats(std::mt19937& rng, int64_t n, float stddev = 1.0f) {
+[[maybe_unused]] std::vector<float> random_floats(std::mt19937& rng, int64_t n,
+                                                  float stddev = 1.0f) {
   std::normal_distribution<float> dist(0.0f, stddev);
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = dist(rng);
@@ -43,7 +39,8 @@ namespace {
 }
 
 // max |got - ref| / (1 + |ref|), NaN counting as infinite.
-[[maybe_unused]] double max_rel_error(const std::vector<float>& got, const std::vector<float>& ref) {
+[[maybe_unused]] double max_rel_error(const std::vector<float>& got,
+                                      const std::vector<float>& ref) {
   double worst = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     const double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / (1.0 + std::fabs(ref[i]));
@@ -58,7 +55,8 @@ template <typename T>
 cuda::DeviceBuffer upload(const std::vector<T>& host) {
   auto buf = cuda::DeviceBuffer::create(host.size() * sizeof(T));
   EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
+  EXPECT_TRUE(
+      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
   return std::move(*buf);
 }
 
@@ -71,8 +69,7 @@ cuda::DeviceBuffer poisoned(size_t bytes) {
 
 std::vector<float> download(const cuda::DeviceBuffer& buf, size_t count, size_t offset = 0) {
   std::vector<float> host(count);
-  EXPECT_TRUE(
-      cuda::copy_to_host(host.data(), buf.as<float>() + offset, count * 4, nullptr).ok());
+  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.as<float>() + offset, count * 4, nullptr).ok());
   return host;
 }
 #endif
@@ -87,8 +84,12 @@ TEST(CudaOps, LinearF32MatchesCpu) {
     int64_t m, n, k;
     bool bias;
   };
-  for (const Case cs : {Case{1, 1, 1, false}, {1, 7, 5, true}, {3, 33, 17, true},
-                        {17, 896, 64, false}, {64, 768, 64, true}, {5, 129, 1000, true},
+  for (const Case cs : {Case{1, 1, 1, false},
+                        {1, 7, 5, true},
+                        {3, 33, 17, true},
+                        {17, 896, 64, false},
+                        {64, 768, 64, true},
+                        {5, 129, 1000, true},
                         {300, 257, 96, true}}) {
     const auto x = random_floats(rng, cs.m * cs.k);
     const auto w = random_floats(rng, cs.n * cs.k, 0.1f);
@@ -118,8 +119,10 @@ TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
   auto blas = cuda::Blas::create();
   ASSERT_TRUE(blas.ok()) << blas.status().to_string();
   std::mt19937 rng(12);
-  for (const auto& [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 8}, {3, 33, 24},
-                               {17, 896, 64}, {130, 200, 136}}) {
+  for (const auto& [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 8},
+                                {3, 33, 24},
+                                {17, 896, 64},
+                                {130, 200, 136}}) {
     auto x = random_floats(rng, m * k);
     const auto w = random_floats(rng, n * k, 0.1f);
     const auto b = random_floats(rng, n);
@@ -133,9 +136,9 @@ TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
     cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}},
                          {const_cast<float*>(b.data()), DType::kF32, {n}}};
     std::vector<float> ref(static_cast<size_t>(m * n));
-    ASSERT_TRUE(cpu::linear({ref.data(), DType::kF32, {m, n}},
-                            {x_rounded.data(), DType::kF32, {m, k}}, lw)
-                    .ok());
+    ASSERT_TRUE(
+        cpu::linear({ref.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
+            .ok());
     // The GPU converts the fp32 input itself (f32_to_bf16), as the model does.
     cuda::DeviceBuffer dx = upload(x), dw = upload(wb), db = upload(b);
     cuda::DeviceBuffer dxb = poisoned(xb.size() * 2);
@@ -181,21 +184,23 @@ TEST(CudaOps, RopeMatchesCpu) {
     int64_t t, n_head, d, p0;
     double theta;
   };
-  for (const Case cs : {Case{1, 1, 2, 0, 10000.0}, {5, 3, 16, 7, 10000.0}, {9, 4, 64, 1000, 1e6},
-                        {33, 2, 128, 4093, 500000.0}, {2, 7, 80, 123457, 1e6}}) {
+  for (const Case cs : {Case{1, 1, 2, 0, 10000.0},
+                        {5, 3, 16, 7, 10000.0},
+                        {9, 4, 64, 1000, 1e6},
+                        {33, 2, 128, 4093, 500000.0},
+                        {2, 7, 80, 123457, 1e6}}) {
     const int64_t half = cs.d / 2;
     std::vector<int64_t> pos(static_cast<size_t>(cs.t));
     for (int64_t i = 0; i < cs.t; ++i) pos[static_cast<size_t>(i)] = cs.p0 + i;
     std::vector<float> cos_ref(static_cast<size_t>(cs.t * half)), sin_ref(cos_ref.size());
     ASSERT_TRUE(cpu::rope_cos_sin({cos_ref.data(), DType::kF32, {cs.t, half}},
-                                  {sin_ref.data(), DType::kF32, {cs.t, half}}, pos.data(),
-                                  cs.theta)
+                                  {sin_ref.data(), DType::kF32, {cs.t, half}}, pos.data(), cs.theta)
                     .ok());
     const std::vector<float> inv = cuda::rope_inv_freq(half, cs.theta);
     cuda::DeviceBuffer dinv = upload(inv);
     cuda::DeviceBuffer dcos = poisoned(cos_ref.size() * 4), dsin = poisoned(cos_ref.size() * 4);
-    ASSERT_TRUE(cuda::rope_cos_sin_f32(dcos.as<float>(), dsin.as<float>(), dinv.as<float>(),
-                                       cs.p0, cs.t, half, nullptr)
+    ASSERT_TRUE(cuda::rope_cos_sin_f32(dcos.as<float>(), dsin.as<float>(), dinv.as<float>(), cs.p0,
+                                       cs.t, half, nullptr)
                     .ok());
     const auto cos_got = download(dcos, cos_ref.size());
     const auto sin_got = download(dsin, sin_ref.size());
@@ -240,9 +245,8 @@ TEST(CudaOps, SiluMulAndAddMatchCpu) {
 
       std::vector<float> sum(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) sum[i] = g[i + offset] + u[i + offset];
-      ASSERT_TRUE(cuda::add_inplace_f32(dg.as<float>() + offset, du.as<float>() + offset, n,
-                                        nullptr)
-                      .ok());
+      ASSERT_TRUE(
+          cuda::add_inplace_f32(dg.as<float>() + offset, du.as<float>() + offset, n, nullptr).ok());
       EXPECT_EQ(download(dg, sum.size(), offset), sum) << n;  // one rounding: exact
     }
   }
@@ -258,36 +262,37 @@ TEST(CudaOps, AttentionMatchesCpu) {
   };
   // Prefill from empty, prefill after a prefix, decode (T = 1) at long and short lengths, GQA
   // groups 1..7, head dims 2..256 (odd multiples of 2 included).
-  for (const Case cs : {Case{1, 1, 1, 2, 0, 1}, {7, 4, 2, 16, 0, 9}, {5, 4, 1, 16, 11, 20},
-                        {1, 14, 2, 64, 300, 301}, {1, 28, 4, 128, 1000, 1024},
-                        {33, 7, 7, 80, 3, 40}, {17, 6, 3, 256, 40, 64}, {3, 2, 2, 34, 0, 3}}) {
+  for (const Case cs : {Case{1, 1, 1, 2, 0, 1},
+                        {7, 4, 2, 16, 0, 9},
+                        {5, 4, 1, 16, 11, 20},
+                        {1, 14, 2, 64, 300, 301},
+                        {1, 28, 4, 128, 1000, 1024},
+                        {33, 7, 7, 80, 3, 40},
+                        {17, 6, 3, 256, 40, 64},
+                        {3, 2, 2, 34, 0, 3}}) {
     const auto q = random_floats(rng, cs.t * cs.h * cs.d);
     const auto k = random_floats(rng, cs.s * cs.hkv * cs.d);
     const auto v = random_floats(rng, cs.s * cs.hkv * cs.d);
     const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cs.d)));
     std::vector<float> ref(q.size());
-    ASSERT_TRUE(cpu::attention_causal({ref.data(), DType::kF32, {cs.t, cs.h, cs.d}},
-                                      {const_cast<float*>(q.data()), DType::kF32,
-                                       {cs.t, cs.h, cs.d}},
-                                      {const_cast<float*>(k.data()), DType::kF32,
-                                       {cs.s, cs.hkv, cs.d}},
-                                      {const_cast<float*>(v.data()), DType::kF32,
-                                       {cs.s, cs.hkv, cs.d}},
-                                      cs.p0, scale)
+    ASSERT_TRUE(cpu::attention_causal(
+                    {ref.data(), DType::kF32, {cs.t, cs.h, cs.d}},
+                    {const_cast<float*>(q.data()), DType::kF32, {cs.t, cs.h, cs.d}},
+                    {const_cast<float*>(k.data()), DType::kF32, {cs.s, cs.hkv, cs.d}},
+                    {const_cast<float*>(v.data()), DType::kF32, {cs.s, cs.hkv, cs.d}}, cs.p0, scale)
                     .ok());
     cuda::DeviceBuffer dq = upload(q), dk = upload(k), dv = upload(v);
     cuda::DeviceBuffer dout = poisoned(q.size() * 4);
     const Status st =
-        cuda::attention_causal_f32(dout.as<float>(), dq.as<float>(), dk.as<float>(),
-                                   dv.as<float>(), cs.p0, cs.t, cs.h, cs.hkv, cs.d, cs.s, scale,
-                                   nullptr);
+        cuda::attention_causal_f32(dout.as<float>(), dq.as<float>(), dk.as<float>(), dv.as<float>(),
+                                   cs.p0, cs.t, cs.h, cs.hkv, cs.d, cs.s, scale, nullptr);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 2e-6)
         << "T " << cs.t << " H " << cs.h << " Hkv " << cs.hkv << " D " << cs.d << " p0 " << cs.p0;
   }
   // Positions past the cache are refused.
-  EXPECT_EQ(cuda::attention_causal_f32(nullptr, nullptr, nullptr, nullptr, 5, 4, 2, 1, 16, 8,
-                                       0.25f, nullptr)
+  EXPECT_EQ(cuda::attention_causal_f32(nullptr, nullptr, nullptr, nullptr, 5, 4, 2, 1, 16, 8, 0.25f,
+                                       nullptr)
                 .code(),
             StatusCode::kOutOfRange);
 #endif

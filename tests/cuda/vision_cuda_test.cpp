@@ -37,15 +37,10 @@
 #include "backend/cuda/vision_ops.h"
 #endif
 
+#include "cuda_test_util.h"
+
 namespace vila {
 namespace {
-
-#ifdef VILA_WITH_CUDA
-#define VILA_SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
-#else
-#define VILA_SKIP_WITHOUT_GPU() GTEST_SKIP() << "built without CUDA"
-#endif
 
 namespace fs = std::filesystem;
 
