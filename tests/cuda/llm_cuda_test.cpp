@@ -28,6 +28,7 @@
 #endif
 
 #include "cuda_test_util.h"
+#include "model_fixture.h"
 
 namespace vila {
 namespace {
@@ -40,19 +41,8 @@ int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
 }
 
-class CudaGolden : public ::testing::TestWithParam<std::string> {
+class CudaGolden : public testing::ModelFixtureTest {
  protected:
-  void SetUp() override {
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA build or no CUDA device";
-    dir_ = (fs::path(VILA_FIXTURES_DIR) / "models" / GetParam()).string();
-    std::ifstream in(dir_ + "/reference.json");
-    ASSERT_TRUE(in.good());
-    reference_ = nlohmann::json::parse(in);
-    auto model = VilaModel::load(dir_);
-    ASSERT_TRUE(model.ok()) << model.status().to_string();
-    model_ = std::move(*model);
-  }
-
   std::unique_ptr<CudaLanguageModel> make_cuda(CudaWeightPrecision precision,
                                                int64_t max_chunk = 512) {
     CudaLlmOptions options;
@@ -63,26 +53,6 @@ class CudaGolden : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(gpu.ok()) << gpu.status().to_string();
     return gpu.ok() ? std::move(*gpu) : nullptr;
   }
-
-  std::vector<float> embed(const std::vector<int32_t>& ids) {
-    std::vector<float> e(ids.size() * static_cast<size_t>(model_->llm().config().hidden));
-    EXPECT_TRUE(model_->llm().embed(ids.data(), static_cast<int64_t>(ids.size()), e.data()).ok());
-    return e;
-  }
-
-  std::vector<float> cpu_logits(const std::vector<int32_t>& ids) {
-    LanguageModel& llm = model_->llm();
-    const auto n = static_cast<int64_t>(ids.size());
-    std::vector<float> logits(static_cast<size_t>(n * llm.config().vocab_size));
-    KvCache cache = llm.make_cache(n);
-    const auto e = embed(ids);
-    EXPECT_TRUE(llm.forward(e.data(), n, cache, logits.data(), n).ok());
-    return logits;
-  }
-
-  std::string dir_;
-  nlohmann::json reference_;
-  std::unique_ptr<VilaModel> model_;
 };
 
 TEST_P(CudaGolden, Fp32LogitsMatchCpuAndTransformers) {

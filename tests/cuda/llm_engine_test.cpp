@@ -31,6 +31,7 @@
 #endif
 
 #include "cuda_test_util.h"
+#include "model_fixture.h"
 
 namespace vila {
 namespace {
@@ -44,19 +45,8 @@ double range_of(const std::vector<float>& v) {
   return static_cast<double>(*hi - *lo);
 }
 
-class EngineGolden : public ::testing::TestWithParam<std::string> {
+class EngineGolden : public testing::ModelFixtureTest {
  protected:
-  void SetUp() override {
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA build or no CUDA device";
-    dir_ = (fs::path(VILA_FIXTURES_DIR) / "models" / GetParam()).string();
-    std::ifstream in(dir_ + "/reference.json");
-    ASSERT_TRUE(in.good());
-    reference_ = nlohmann::json::parse(in);
-    auto model = VilaModel::load(dir_);
-    ASSERT_TRUE(model.ok()) << model.status().to_string();
-    model_ = std::move(*model);
-  }
-
   std::unique_ptr<LlmEngine> make(DType dtype, int64_t max_chunk = 512, bool graphs = true,
                                   int max_batch = 4) {
     LlmEngineOptions o;
@@ -68,22 +58,6 @@ class EngineGolden : public ::testing::TestWithParam<std::string> {
     auto e = LlmEngine::create(model_->llm(), o);
     EXPECT_TRUE(e.ok()) << e.status().to_string();
     return e.ok() ? std::move(*e) : nullptr;
-  }
-
-  std::vector<float> embed(const std::vector<int32_t>& ids) {
-    std::vector<float> e(ids.size() * static_cast<size_t>(model_->llm().config().hidden));
-    EXPECT_TRUE(model_->llm().embed(ids.data(), static_cast<int64_t>(ids.size()), e.data()).ok());
-    return e;
-  }
-
-  std::vector<float> cpu_logits(const std::vector<int32_t>& ids) {
-    LanguageModel& llm = model_->llm();
-    const auto n = static_cast<int64_t>(ids.size());
-    std::vector<float> logits(static_cast<size_t>(n * llm.config().vocab_size));
-    KvCache cache = llm.make_cache(n);
-    const auto e = embed(ids);
-    EXPECT_TRUE(llm.forward(e.data(), n, cache, logits.data(), n).ok());
-    return logits;
   }
 
   // Greedy continuation of `ids` on the engine: prefill, then decode steps on the GPU.
@@ -107,10 +81,6 @@ class EngineGolden : public ::testing::TestWithParam<std::string> {
     engine.release(*seq);
     return out;
   }
-
-  std::string dir_;
-  nlohmann::json reference_;
-  std::unique_ptr<VilaModel> model_;
 };
 
 TEST_P(EngineGolden, PrefillLogitsCloseToCpu) {
