@@ -11,3 +11,4 @@ pkg_check_modules(LIBJPEG REQUIRED IMPORTED_TARGET libjpeg)  # libjpeg62-turbo-d
 pkg_check_modules(LIBPNG REQUIRED IMPORTED_TARGET libpng)  # libpng-dev (vision/)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)  # zlib1g-dev (data/: gzip IDX files)
 pkg_check_modules(YAMLCPP REQUIRED IMPORTED_TARGET yaml-cpp)  # libyaml-cpp-dev (train/: YAML configs)
+pkg_check_modules(FREETYPE REQUIRED IMPORTED_TARGET freetype2)  # libfreetype-dev (train/plot)

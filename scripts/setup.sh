@@ -14,7 +14,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev
   dict-gcide python3
   libjpeg62-turbo-dev libpng-dev python3-pil python3-numpy libssl-dev
-  zlib1g-dev dataset-fashion-mnist libyaml-cpp-dev
+  zlib1g-dev dataset-fashion-mnist libfreetype-dev fonts-dejavu-core libyaml-cpp-dev
 )
 # Node.js may come from Debian or elsewhere: only ask apt for it when the commands are missing.
 command -v node >/dev/null || PACKAGES+=(nodejs)

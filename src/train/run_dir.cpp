@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/mapped_file.h"
+
 namespace vila::train {
 
 namespace fs = std::filesystem;
@@ -58,25 +60,6 @@ Status fsync_path(const std::string& path) {
   ::close(fd);
   if (rc != 0) return data_loss(path + ": fsync failed: " + err);
   return ok_status();
-}
-
-Status write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return data_loss(tmp + ": cannot create: " + errno_text());
-    out << text;
-    out.flush();
-    if (!out) return data_loss(tmp + ": write failed: " + errno_text());
-  }
-  VILA_RETURN_IF_ERROR(fsync_path(tmp));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = errno_text();
-    std::remove(tmp.c_str());
-    return data_loss(path + ": rename failed: " + err);
-  }
-  const fs::path parent = fs::path(path).parent_path();
-  return fsync_path(parent.empty() ? "." : parent.string());
 }
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir) {
@@ -141,7 +124,10 @@ StatusOr<std::string> commit_checkpoint(
   fs::rename(tmp_dir, final_dir, ec);
   if (ec) return data_loss(final_dir.string() + ": rename failed: " + ec.message());
   VILA_RETURN_IF_ERROR(fsync_path(run_dir));
-  VILA_RETURN_IF_ERROR(write_file_atomic((fs::path(run_dir) / kLatest).string(), name + "\n"));
+  const std::string latest = name + "\n";
+  VILA_RETURN_IF_ERROR(
+      write_file_atomic((fs::path(run_dir) / kLatest).string(), latest.data(), latest.size()));
+  VILA_RETURN_IF_ERROR(fsync_path(run_dir));
   // model -> checkpoint-N, replaced atomically through a temp link.
   const fs::path link = fs::path(run_dir) / kModelLink;
   const fs::path tmp_link = fs::path(run_dir) / (std::string(".") + kModelLink + ".tmp");

@@ -42,9 +42,6 @@ StatusOr<std::string> latest_checkpoint(const std::string& run_dir);
 // Committed checkpoint folders, oldest first.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 
-// Writes `text` to `path` atomically (temp file in the same folder, fsync, rename, fsync folder).
-Status write_file_atomic(const std::string& path, const std::string& text);
-
 // fsyncs a file or folder; InvalidArgument/DataLoss naming the path on failure.
 Status fsync_path(const std::string& path);
 

@@ -237,7 +237,7 @@ StatusOr<TrainConfig> train_config_from_json(const json& j, const std::string& s
     VILA_RETURN_IF_ERROR(o.num("eps", &c.eps, 0, 1));
     VILA_RETURN_IF_ERROR(o.num("weight_decay", &c.weight_decay, 0, 10));
     VILA_RETURN_IF_ERROR(o.str("state_format", &c.state_format));
-    return one_of(c.state_format, {"f32", "bf16", "i8"}, o.where("state_format"));
+    return one_of(c.state_format, {"f32", "bf16", "i8_block"}, o.where("state_format"));
   }));
   if (c.lr <= 0) return invalid_argument(r.where("optimizer.lr") + ": must be > 0");
   VILA_RETURN_IF_ERROR(r.object("schedule", [&](ObjectReader& s) -> Status {

@@ -12,7 +12,7 @@
 //               image_root}]; text: gcide | brown | a file path, with text_samples; seed.
 //   stage:      align | pretrain | sft (VILA's stages: which modules train, see stage_modules);
 //               freeze / unfreeze: module names applied after the stage.
-//   optimizer:  lr, beta1, beta2, eps, weight_decay, state_format (f32 | bf16 | i8).
+//   optimizer:  lr, beta1, beta2, eps, weight_decay, state_format (f32 | bf16 | i8_block).
 //   schedule:   name (cosine | linear | constant), warmup_ratio, min_lr_ratio.
 //   steps (optimizer steps; 0: as many as fit in `minutes`), minutes (wall-clock budget, 0: none),
 //   batch_tokens (tokens per micro-batch), grad_accum, clip_grad_norm (0: off), precision

@@ -34,7 +34,7 @@ TEST(TrainConfig, YamlEqualsJson) {
             "  text_samples: 50\n"
             "stage: pretrain\n"
             "freeze: [llm]\n"
-            "optimizer: {lr: 3.0e-4, weight_decay: 0.1, state_format: i8}\n"
+            "optimizer: {lr: 3.0e-4, weight_decay: 0.1, state_format: i8_block}\n"
             "schedule: {name: linear, warmup_ratio: 0.1}\n"
             "steps: 40\n"
             "batch_tokens: 256\n"
@@ -42,7 +42,7 @@ TEST(TrainConfig, YamlEqualsJson) {
   dir.write("run.json", R"({"model": {"preset": "tiny"},
     "data": {"fashion": {"caption": 200, "few_shot": 20}, "text": "gcide", "text_samples": 50},
     "stage": "pretrain", "freeze": ["llm"],
-    "optimizer": {"lr": 3.0e-4, "weight_decay": 0.1, "state_format": "i8"},
+    "optimizer": {"lr": 3.0e-4, "weight_decay": 0.1, "state_format": "i8_block"},
     "schedule": {"name": "linear", "warmup_ratio": 0.1},
     "steps": 40, "batch_tokens": 256, "output": "runs/x"})");
   auto y = load_train_config(dir.file("run.yaml"));

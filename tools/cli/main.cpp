@@ -4,6 +4,10 @@
 #include "cli_common.h"
 #include "core/logging.h"
 
+namespace vila::cli {
+void add_plot_command(CLI::App& app, int& exit_code);  // cmd_plot.cpp
+}  // namespace vila::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"vila.cpp: run VILA / NVILA visual language models"};
   app.require_subcommand(1);
@@ -18,6 +22,7 @@ int main(int argc, char** argv) {
   vila::cli::add_info_command(app, exit_code);
   vila::cli::add_bench_command(app, exit_code);
   vila::cli::add_tokenizer_command(app, exit_code);
+  vila::cli::add_plot_command(app, exit_code);
   app.parse_complete_callback([&] {
     const vila::LogLevel levels[] = {vila::LogLevel::kDebug, vila::LogLevel::kInfo,
                                      vila::LogLevel::kWarn, vila::LogLevel::kError};
