@@ -5,7 +5,9 @@
 #include "core/logging.h"
 
 namespace vila::cli {
-void add_plot_command(CLI::App& app, int& exit_code);  // cmd_plot.cpp
+void add_plot_command(CLI::App& app, int& exit_code);   // cmd_plot.cpp
+void add_train_command(CLI::App& app, int& exit_code);  // cmd_train.cpp (train, eval)
+void add_demo_command(CLI::App& app, int& exit_code);   // cmd_demo.cpp
 }  // namespace vila::cli
 
 int main(int argc, char** argv) {
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   vila::cli::add_bench_command(app, exit_code);
   vila::cli::add_tokenizer_command(app, exit_code);
   vila::cli::add_plot_command(app, exit_code);
+  vila::cli::add_train_command(app, exit_code);
+  vila::cli::add_demo_command(app, exit_code);
   app.parse_complete_callback([&] {
     const vila::LogLevel levels[] = {vila::LogLevel::kDebug, vila::LogLevel::kInfo,
                                      vila::LogLevel::kWarn, vila::LogLevel::kError};

@@ -23,8 +23,8 @@ train::TrainerCallbacks TrainConsole::callbacks() {
       o.tty = ProgressBar::stream_is_terminal(STDERR_FILENO);
       bar = std::make_unique<ProgressBar>(&std::cerr, o);
     }
-    bar->update(m.step, {{"loss", m.loss}, {"lr", m.lr}, {"|g|", m.grad_norm}},
-                static_cast<double>(m.tokens));
+    rows += static_cast<double>(m.batch_tokens);
+    bar->update(m.step, {{"loss", m.loss}, {"lr", m.lr}, {"|g|", m.grad_norm}}, rows);
     if (m.step == m.total_steps) bar->finish();
   };
   cb.on_log = [this](const std::string& line) {

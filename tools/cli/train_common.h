@@ -16,6 +16,7 @@ namespace vila::cli {
 // evaluation results on stderr. `bar` is created at the first step (the total is known then).
 struct TrainConsole {
   std::unique_ptr<ProgressBar> bar;
+  double rows = 0;  // tokens processed (all positions) since the bar started: the tok/s rate
   train::TrainerCallbacks callbacks();
 };
 
