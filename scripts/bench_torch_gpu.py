@@ -6,12 +6,25 @@ Random-weight models built directly on the GPU in bf16 (no files):
     only), decode at batch 1 for each context (eager, DynamicCache), decode at larger batches
     (eager), and decode at batch 1 with the static cache + torch.compile (reduce-overhead);
   - vision: SiglipVisionModel (so400m-patch14-448 geometry) over 17 tiles plus NVILA's 2x2
-    spatial-to-channel projector (LayerNorm, Linear, GELU, Linear).
+    spatial-to-channel projector (LayerNorm, Linear, GELU, Linear);
+  - --ttft IMAGE: time to first token, the same stages as `vila bench --device cuda --ttft`:
+    Pillow open + convert("RGB"), VILA's tiling (dynamic S2 448/896/1344 for nvila-8b, dynamic
+    tiles + thumbnail for nvila-lite-2b; helpers from make_golden_vision.py, written from VILA's
+    mm_utils.py) and SiglipImageProcessor's normalisation in numpy, upload + SigLIP (the 26 layers
+    up to select layer -2, SDPA), S2 merge (area resize in fp32, as VILA) + projector + chessboard
+    merge in torch, the prompt embeddings spliced around the visual rows (same layout and ids as
+    ours), Qwen2ForCausalLM prefill with inputs_embeds (logits of the last row), argmax.
+    Stage times with torch.cuda.synchronize() at each boundary; median of --ttft-runs after a
+    warm-up.
 Prints one line per figure and writes JSON. Usage (on the GPU machine):
-  python3 scripts/bench_torch_gpu.py --preset qwen2-7b --json out.json [--no-compile]
+  python3 scripts/bench_torch_gpu.py --model-shape nvila-8b --json out.json [--no-compile]
+  python3 scripts/bench_torch_gpu.py --ttft image.jpg --ttft-only
 """
 import argparse
 import json
+import os
+import statistics
+import sys
 import time
 
 import torch
@@ -209,10 +222,124 @@ def bench_vision(args, out, llm_hidden):
                          tflops=tflops)
 
 
+# The prompt of the TTFT run, as cmd_bench_ttft.cpp builds it (Qwen2 ids of VILA's qwen2 template).
+IM_START, IM_END, NEWLINE = 151644, 151645, 198
+PREFIX = [IM_START, 8948, NEWLINE, 2610, 525, 264, 10950, 17847, IM_END, NEWLINE, IM_START, 872,
+          NEWLINE]
+SUFFIX = [IM_END, NEWLINE, IM_START, 77091, NEWLINE]
+SHAPES = {"nvila-8b": "qwen2-7b", "nvila-lite-2b": "qwen2-1.5b"}
+
+
+def bench_ttft(model, args, out):
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_golden_vision import (make_projector, merge_chessboard, split_chessboard,
+                                    tiles_dynamic, tiles_dynamic_s2)
+
+    lite = args.model_shape == "nvila-lite-2b"
+    llm_hidden = model.config.hidden_size
+    # Select layer -2 of the 27-layer tower = the output of its first 26 layers, no post-LN.
+    cfg = SiglipVisionConfig(**dict(SIGLIP_448, num_hidden_layers=26), vision_use_head=False,
+                             attn_implementation="sdpa")
+    torch.manual_seed(1)
+    with torch.device("cuda"):
+        tower = SiglipVisionModel(cfg).to(torch.bfloat16).eval()
+        if lite:
+            proj = make_projector("mlp_downsample_3x3_fix", cfg.hidden_size, llm_hidden)
+        else:
+            proj = make_projector("mlp_downsample", 3 * cfg.hidden_size, llm_hidden)
+        proj = proj.to(torch.bfloat16).eval()
+    embed = model.get_input_embeddings()
+    question = [1000 + 37 * i for i in range(args.question_tokens)]
+    scales = [448, 896, 1344]
+
+    def once():
+        ms = {}
+        t_start = t0 = time.perf_counter()
+
+        def lap(name):
+            nonlocal t0
+            torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            ms[name] = (t1 - t0) * 1e3
+            t0 = t1
+
+        img = Image.open(args.ttft).convert("RGB")
+        lap("decode")
+        if lite:
+            tiles, (rows, cols) = tiles_dynamic(img, 1, 12, 448)
+        else:
+            tiles, (rows, cols) = tiles_dynamic_s2(img, scales, 12, 448)
+        arr = np.stack([np.asarray(t, dtype=np.uint8) for t in tiles])  # (n, 448, 448, 3)
+        x = (arr.astype(np.float64) * (1 / 255)).astype(np.float32)
+        x = np.ascontiguousarray(((x - np.float32(0.5)) / np.float32(0.5)).transpose(0, 3, 1, 2))
+        lap("preprocess")
+        with torch.inference_mode():
+            px = torch.from_numpy(x).to("cuda").to(torch.bfloat16)
+            feats = tower(pixel_values=px, output_hidden_states=True).hidden_states[-1]
+            lap("vision_tower")
+            if lite:
+                with torch.device("cuda"):  # flat_square's zero padding follows the default device
+                    items = list(proj(feats))  # (121, H) per tile
+            else:
+                per_scale, cnt = [], 0
+                for sc in scales[:-1]:
+                    k = sc // scales[0]
+                    per_scale.append(merge_chessboard(feats[cnt:cnt + k * k], k, k))
+                    cnt += k * k
+                per_scale.append(merge_chessboard(feats[cnt:cnt + rows * cols], rows, cols))
+                size = per_scale[-1].shape[-2:]
+                merged = torch.cat([F.interpolate(t.float(), size=size, mode="area").to(t.dtype)
+                                    for t in per_scale], dim=1)
+                blocks = split_chessboard(merged, rows, cols).flatten(2).transpose(1, 2)
+                y = merge_chessboard(proj(blocks.contiguous()), rows, cols)
+                items = [y.flatten(2).transpose(1, 2)[0]]
+            lap("vision_projector")
+            ids = torch.tensor(PREFIX + question + SUFFIX + [NEWLINE], device="cuda")
+            text = embed(ids)
+            nl = text[-1:]
+            parts = [text[:len(PREFIX)]]
+            for it in items:
+                parts += [it, nl] + ([nl] if lite else [])
+            parts.append(text[len(PREFIX):-1])
+            embeds = torch.cat(parts).unsqueeze(0)
+            lap("splice")
+            logits = model(inputs_embeds=embeds, use_cache=True, past_key_values=DynamicCache(),
+                           logits_to_keep=1).logits
+            lap("prefill")
+            token = int(logits[0, -1].argmax().item())
+            lap("first_token")
+        total = (time.perf_counter() - t_start) * 1e3
+        return ms, total, dict(tiles=len(tiles), visual_tokens=sum(int(i.shape[0]) for i in items),
+                               prompt_tokens=int(embeds.shape[1]), width=img.size[0],
+                               height=img.size[1], first_token=token)
+
+    from transformers import DynamicCache
+    once()  # warm-up
+    runs = [once() for _ in range(args.ttft_runs)]
+    info = runs[0][2]
+    stages = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
+    total = statistics.median(r[1] for r in runs)
+    print(f"torch ttft ({args.model_shape}): {args.ttft} {info['width']}x{info['height']}, "
+          f"{info['tiles']} tiles, {info['visual_tokens']} visual tokens, "
+          f"{info['prompt_tokens']} prompt tokens; median of {args.ttft_runs} runs", flush=True)
+    for k, v in stages.items():
+        print(f"  torch ttft {k:17s} {v:9.2f} ms")
+    print(f"  torch ttft {'total':17s} {total:9.2f} ms", flush=True)
+    out["ttft"] = dict(info, model_shape=args.model_shape, image=args.ttft, runs=args.ttft_runs,
+                       stages_ms=stages, total_ms=total)
+    del tower, proj
+    torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="qwen2-7b", choices=sorted(PRESETS))
-    ap.add_argument("--prefill", type=int, nargs="+", default=[512, 4096])
+    ap.add_argument("--model-shape", default="nvila-8b", choices=sorted(SHAPES))
+    ap.add_argument("--preset", default="", choices=[""] + sorted(PRESETS),
+                    help="LLM preset (default: the model shape's)")
+    ap.add_argument("--prefill", type=int, nargs="+", default=[512, 3072, 4096])
     ap.add_argument("--context", type=int, nargs="+", default=[512, 4096])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--batch-context", type=int, default=512)
@@ -223,23 +350,30 @@ def main():
     ap.add_argument("--only-compile", action="store_true",
                     help="skip the vision, prefill and eager decode parts")
     ap.add_argument("--no-vision", dest="vision", action="store_false")
+    ap.add_argument("--ttft", default="", help="image file: time to first token")
+    ap.add_argument("--ttft-runs", type=int, default=5)
+    ap.add_argument("--question-tokens", type=int, default=32)
+    ap.add_argument("--ttft-only", action="store_true", help="with --ttft: nothing else")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    args.preset = args.preset or SHAPES[args.model_shape]
 
-    out = dict(preset=args.preset, torch=torch.__version__, device=torch.cuda.get_device_name(),
+    out = dict(model_shape=args.model_shape, preset=args.preset, torch=torch.__version__, device=torch.cuda.get_device_name(),
                prefill=[], decode=[])
     out["copy_gbps"], out["gemm_bf16_tflops"] = ceilings()
     print(f"torch {torch.__version__} on {out['device']}: device copy {out['copy_gbps']:.0f} GB/s, "
           f"bf16 matmul {out['gemm_bf16_tflops']:.0f} TFLOP/s", flush=True)
-    if args.only_compile:
+    if args.only_compile or args.ttft_only:
         args.vision = False
     if args.vision:
         bench_vision(args, out, PRESETS[args.preset]["hidden_size"])
         torch.cuda.empty_cache()
     model = build_llm(args.preset)
+    if args.ttft:
+        bench_ttft(model, args, out)
     if args.only_compile:
         compiled_decode(model, args, out)
-    else:
+    elif not args.ttft_only:
         bench_llm(model, args, out)
     out["max_memory_allocated"] = torch.cuda.max_memory_allocated()
     print(f"torch peak memory allocated {out['max_memory_allocated'] / 2**30:.2f} GiB")

@@ -4,15 +4,28 @@
 # PyTorch peer (scripts/bench_torch_gpu.py) in the same run. Binaries are built here and carried:
 #   cmake --preset cuda && cmake --build --preset cuda --target vila_cuda_tests vila_cli
 #   bash scripts/device_cuda_check.sh pack      (copies them + libraries into .devdata/engine)
-# then, through the device tool:  bash scripts/device_cuda_check.sh run [tests|bench|all]
+# then, through the device tool (with $DEST in the call's `carry`: .devdata is git-ignored and
+# does not travel otherwise):  bash scripts/device_cuda_check.sh run [tests|bench|all]
 # Logs go to $OUT (tests.txt, sanitizer.txt, bench.txt, bench.json, torch.txt, torch.json).
+# The bench step first writes the time-to-first-token image both sides read, $TTFT_IMAGE
+# (default /tmp/ttft_1920x1080.jpg): tests/fixtures/vision/images/boats_640x360.jpg enlarged 3x
+# with Pillow (bicubic, JPEG quality 90), so BENCH_ARGS="--ttft --image $TTFT_IMAGE" and
+# TORCH_ARGS="--ttft $TTFT_IMAGE" time the same file. Environment: BUILD (build folder of
+# `pack`, default build/cuda), GTEST_FILTER, SANITIZE (memcheck filter), BENCH_ARGS, TORCH_ARGS,
+# NO_TORCH, and the time limits TESTS_TIMEOUT, SANITIZE_TIMEOUT, BENCH_TIMEOUT, TORCH_TIMEOUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEST=.devdata/engine
+DEST="${DEST:-.devdata/engine}"
 if [ "${1:-}" = "pack" ]; then
   mkdir -p "$DEST"
-  cp build/cuda/tests/vila_cuda_tests build/cuda/bin/vila "$DEST/"
+  BUILD="${BUILD:-build/cuda}"
+  cp "$BUILD/tests/vila_cuda_tests" "$BUILD/bin/vila" "$DEST/"
   cp .devdata/cu/libs.tar.xz "$DEST/"
+  # vila links FreeType (the plot command) since libs.tar.xz was made: carry it and its deps too.
+  mkdir -p "$DEST/lib"
+  for l in libfreetype.so.6 libbrotlidec.so.1 libbrotlicommon.so.1 libbz2.so.1.0 libz.so.1; do
+    cp -L "/lib/x86_64-linux-gnu/$l" "$DEST/lib/"
+  done
   strip "$DEST/vila_cuda_tests" "$DEST/vila" 2>/dev/null
   du -sh "$DEST"
   exit 0
@@ -21,25 +34,30 @@ what="${2:-all}"
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT" /tmp/l /work
 tar -xJf "$DEST/libs.tar.xz" -C /tmp/l
+if [ -d "$DEST/lib" ]; then cp "$DEST/lib/"* /tmp/l/; fi
 ln -sfn "$PWD" /work/main
 export LD_LIBRARY_PATH=/tmp/l
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "$what" = tests ] || [ "$what" = all ]; then
-  timeout 300 "$DEST/vila_cuda_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
+  timeout "${TESTS_TIMEOUT:-300}" "$DEST/vila_cuda_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
     >"$OUT/tests.txt" 2>&1
   echo "tests rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED|tests ran" "$OUT/tests.txt" | head -40
   if [ -n "${SANITIZE:-}" ]; then
-    timeout 200 /usr/local/cuda/bin/compute-sanitizer --tool memcheck --leak-check full \
+    timeout "${SANITIZE_TIMEOUT:-200}" /usr/local/cuda/bin/compute-sanitizer --tool memcheck --leak-check full \
       "$DEST/vila_cuda_tests" --gtest_filter="$SANITIZE" >"$OUT/sanitizer.txt" 2>&1
     echo "sanitizer rc=$?"; tail -3 "$OUT/sanitizer.txt"
   fi
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
-  timeout 240 "$DEST/vila" bench --device cuda ${BENCH_ARGS:-} --json "$OUT/bench.json" \
+  export TTFT_IMAGE="${TTFT_IMAGE:-/tmp/ttft_1920x1080.jpg}"
+  python3 -c "from PIL import Image; Image.open('tests/fixtures/vision/images/boats_640x360.jpg')\
+.convert('RGB').resize((1920, 1080), Image.BICUBIC).save('$TTFT_IMAGE', quality=90)" &&
+    echo "ttft image $TTFT_IMAGE: $(stat -c %s "$TTFT_IMAGE") bytes, sha256 $(sha256sum < "$TTFT_IMAGE" | cut -c1-16)"
+  timeout "${BENCH_TIMEOUT:-240}" "$DEST/vila" bench --device cuda ${BENCH_ARGS:-} --json "$OUT/bench.json" \
     2>"$OUT/bench_err.txt" | tee "$OUT/bench.txt"
   echo "bench rc=$?"; tail -3 "$OUT/bench_err.txt"
   if [ -z "${NO_TORCH:-}" ]; then
-    timeout 300 python3 scripts/bench_torch_gpu.py ${TORCH_ARGS:-} --json "$OUT/torch.json" \
+    timeout "${TORCH_TIMEOUT:-300}" python3 scripts/bench_torch_gpu.py ${TORCH_ARGS:-} --json "$OUT/torch.json" \
       >"$OUT/torch.txt" 2>&1
     echo "torch rc=$?"; grep -v Warning "$OUT/torch.txt" | tail -20
   fi

@@ -4,6 +4,8 @@
 // decode step).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "model/llm_engine.h"
@@ -27,6 +29,26 @@ namespace vila {
 namespace {
 
 constexpr int kGemvRows = 1;  // decode rows up to which the fused GEMV is used
+
+// How the decode GEMVs launch (gemv.h). PDL measured neutral on the H100 (docs/benchmarks.md);
+// the environment variable VILA_DECODE_PDL ("0" / "1") overrides the default for A/B
+// measurements, read once per process.
+struct GemvLaunch {
+  bool pdl = true;  // programmatic dependent launch of every GEMV
+};
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return std::strcmp(v, "0") != 0;
+}
+const GemvLaunch& gemv_launch() {
+  static const GemvLaunch launch = [] {
+    GemvLaunch l;
+    l.pdl = env_flag("VILA_DECODE_PDL", l.pdl);
+    return l;
+  }();
+  return launch;
+}
 
 // x̂ (prologue) · Wᵀ (+ bias) through the GEMV (decode, rows <= kGemvMaxRows) or through a
 // separate 16-bit input buffer and cuBLASLt (prefill, larger batches).
@@ -65,6 +87,7 @@ static Status gemm(LlmEngine::Impl& m, const cuda::DeviceLinearWeight& w, const 
     a.dtype = dt;
     a.prologue = g.prologue;
     a.epilogue = g.add_to ? cuda::GemvEpilogue::kAddTo : cuda::GemvEpilogue::kStore;
+    a.programmatic_launch = gemv_launch().pdl;
     return cuda::gemv(a, m.s());
   }
   const void* in = g.x;

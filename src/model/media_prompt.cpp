@@ -1,10 +1,12 @@
 // VilaModel::build_prompt: images + text into LLM input rows, following VILA's generate_content
 // (llava/model/llava_arch.py, llava/model/encoders/image/basic.py) as recorded in
 // docs/fixtures-vision.md.
+#include <algorithm>
 #include <chrono>
 #include <string_view>
 
 #include "model/vila_model.h"
+#include "model/vision_cuda.h"
 
 namespace vila {
 
@@ -126,59 +128,99 @@ StatusOr<MediaPrompt> VilaModel::build_prompt(const std::string& prompt,
   if (!raw) result.message = strip(result.message);
   VILA_ASSIGN_OR_RETURN(result.input.ids, encode_prompt(result.message, raw));
 
-  // Media rows in prompt order.
+  // Media items in prompt order, and the rows each one becomes.
   if (!vision_) {
     VILA_ASSIGN_OR_RETURN(vision_, VisionEncoder::load(dir_));
   }
+  if (cuda_vision_on_ && !cuda_vision_) {
+    CudaVisionOptions options;
+    options.compute = cuda_vision_dtype_;
+    options.device = cuda_vision_device_;
+    VILA_ASSIGN_OR_RETURN(cuda_vision_, CudaVisionEncoder::create(*vision_, options));
+  }
+  CudaVisionEncoder* gpu = cuda_vision_on_ ? cuda_vision_.get() : nullptr;
+  result.vision_device = gpu != nullptr ? "cuda" : "cpu";
+  const int64_t hidden = llm_->config().hidden;
+  const int64_t vision_hidden = gpu != nullptr ? gpu->llm_hidden() : vision_->llm_hidden();
+  if (vision_hidden != hidden) {
+    return invalid_argument(dir_ + ": the projector outputs " + std::to_string(vision_hidden) +
+                            " channels but the LLM's hidden size is " + std::to_string(hidden));
+  }
   vision_->reset_timings();
-  std::vector<std::vector<float>> media_rows;
+  if (gpu != nullptr) gpu->reset_timings();
+  std::vector<const ImageTiles*> media;  // in prompt order
+  std::vector<int64_t> media_tokens;
+  std::vector<std::vector<float>> cpu_rows;  // CPU: the rows of each item
   result.image_tokens.assign(image_paths.size(), 0);
   for (const ContentPart& part : parts) {
     if (part.image < 0) continue;
     for (const ImageTiles& item : items[static_cast<size_t>(part.image)]) {
       int64_t n_tokens = 0;
-      VILA_ASSIGN_OR_RETURN(std::vector<float> rows, vision_->encode(item, &n_tokens));
+      if (gpu != nullptr) {  // encoded below, straight into the prompt rows
+        VILA_ASSIGN_OR_RETURN(n_tokens, gpu->output_tokens(item));
+      } else {
+        VILA_ASSIGN_OR_RETURN(std::vector<float> rows, vision_->encode(item, &n_tokens));
+        cpu_rows.push_back(std::move(rows));
+      }
       result.image_tokens[static_cast<size_t>(part.image)] += n_tokens;
-      media_rows.push_back(std::move(rows));
+      media.push_back(&item);
+      media_tokens.push_back(n_tokens);
     }
   }
-  result.vision_ms = vision_->timings().tower_ms;
-  result.projector_ms = vision_->timings().projector_ms;
 
-  // Splice: each <image> id -> its rows + embed("\n").
-  const int64_t hidden = llm_->config().hidden;
-  if (vision_->llm_hidden() != hidden) {
-    return invalid_argument(dir_ + ": the projector outputs " +
-                            std::to_string(vision_->llm_hidden()) +
-                            " channels but the LLM's hidden size is " + std::to_string(hidden));
-  }
-  // BasicImageEncoder's end tokens: tokenizer("\n").input_ids, special tokens included, so a
-  // Llama tokenizer gives [<s>, "▁", "\n"] and Qwen2 gives ["\n"].
+  // Splice: each <image> id -> its rows + embed("\n"). BasicImageEncoder's end tokens:
+  // tokenizer("\n").input_ids, special tokens included, so a Llama tokenizer gives
+  // [<s>, "▁", "\n"] and Qwen2 gives ["\n"]. The rows are laid out first and filled in place,
+  // so the (large) embedding matrix is allocated once.
   std::vector<int32_t> newline;
   if (tokenizer_->add_bos_token && tokenizer_->bos_id) newline.push_back(*tokenizer_->bos_id);
   for (int32_t id : tokenizer_->encode("\n")) newline.push_back(id);
-  std::vector<float> row(static_cast<size_t>(hidden));
+  int64_t total_rows = 0;
   size_t next_media = 0;
   for (int32_t id : result.input.ids) {
-    if (id == *image_token_id_) {
-      if (next_media == media_rows.size()) {
-        return invalid_argument("the prompt text contains more <image> tokens than images");
-      }
-      const std::vector<float>& rows = media_rows[next_media++];
-      const auto first_row = static_cast<int64_t>(result.input.embeds.size()) / hidden;
-      result.media_rows.emplace_back(first_row, static_cast<int64_t>(rows.size()) / hidden);
-      result.input.embeds.insert(result.input.embeds.end(), rows.begin(), rows.end());
-      for (int32_t nl : newline) {
-        VILA_RETURN_IF_ERROR(llm_->embed(&nl, 1, row.data()));
-        result.input.embeds.insert(result.input.embeds.end(), row.begin(), row.end());
-      }
+    if (id != *image_token_id_) {
+      ++total_rows;
       continue;
     }
-    VILA_RETURN_IF_ERROR(llm_->embed(&id, 1, row.data()));
-    result.input.embeds.insert(result.input.embeds.end(), row.begin(), row.end());
+    if (next_media == media.size()) {
+      return invalid_argument("the prompt text contains more <image> tokens than images");
+    }
+    total_rows += media_tokens[next_media++] + static_cast<int64_t>(newline.size());
   }
-  if (next_media != media_rows.size()) {
-    return internal_error("assembled " + std::to_string(media_rows.size()) +
+  std::vector<float>& embeds = result.input.embeds;
+  embeds.resize(static_cast<size_t>(total_rows * hidden));
+  int64_t row = 0;
+  next_media = 0;
+  auto embed_ids = [&](const int32_t* ids, int64_t n) -> Status {
+    for (int64_t i = 0; i < n; ++i, ++row) {
+      VILA_RETURN_IF_ERROR(llm_->embed(&ids[i], 1, embeds.data() + row * hidden));
+    }
+    return ok_status();
+  };
+  for (const int32_t& id : result.input.ids) {
+    if (id != *image_token_id_) {
+      VILA_RETURN_IF_ERROR(embed_ids(&id, 1));
+      continue;
+    }
+    const size_t m = next_media++;
+    const int64_t n = media_tokens[m];
+    result.media_rows.emplace_back(row, n);
+    float* dst = embeds.data() + row * hidden;
+    if (gpu != nullptr) {
+      int64_t got = 0;
+      VILA_RETURN_IF_ERROR(gpu->encode_into(*media[m], dst, n * hidden, &got));
+      if (got != n) return internal_error("cuda vision: token count changed between calls");
+    } else {
+      std::copy(cpu_rows[m].begin(), cpu_rows[m].end(), dst);
+    }
+    row += n;
+    VILA_RETURN_IF_ERROR(embed_ids(newline.data(), static_cast<int64_t>(newline.size())));
+  }
+  const VisionTimings& vt = gpu != nullptr ? gpu->timings() : vision_->timings();
+  result.vision_ms = vt.tower_ms;
+  result.projector_ms = vt.projector_ms;
+  if (next_media != media.size()) {
+    return internal_error("assembled " + std::to_string(media.size()) +
                           " media items but the tokenized prompt holds " +
                           std::to_string(next_media) + " <image> tokens");
   }

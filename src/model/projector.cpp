@@ -21,19 +21,28 @@ namespace {
 
 constexpr float kProjectorLnEps = 1e-5f;  // nn.LayerNorm default
 
-struct StageSpec {
-  ProjectorStageKind kind;
-  int64_t arg;  // kSpatialToChannel: k; kLinear: out features; else unused
-};
+using StageSpec = ProjectorStageSpec;
 
 StageSpec stc(int64_t k) { return {ProjectorStageKind::kSpatialToChannel, k}; }
 StageSpec ln() { return {ProjectorStageKind::kLayerNorm, 0}; }
 StageSpec lin(int64_t out) { return {ProjectorStageKind::kLinear, out}; }
 StageSpec gelu() { return {ProjectorStageKind::kGelu, 0}; }
 
+// Exact integer square root, or -1.
+int64_t exact_sqrt(int64_t n) {
+  if (n < 0) return -1;
+  auto s = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  while (s * s > n) --s;
+  while ((s + 1) * (s + 1) <= n) ++s;
+  return s * s == n ? s : -1;
+}
+
+}  // namespace
+
 // The Sequential of each type (base_projector.py); indices are positions in the list.
-StatusOr<std::vector<StageSpec>> stage_specs(const std::string& type, int64_t C, int64_t H,
-                                             const std::string& config_path) {
+StatusOr<std::vector<ProjectorStageSpec>> projector_stage_specs(const std::string& type, int64_t C,
+                                                                int64_t H,
+                                                                const std::string& config_path) {
   if (type == "identity") return std::vector<StageSpec>{};
   if (type == "linear") return std::vector<StageSpec>{lin(H)};
   if (type == "mlp_downsample" || type == "mlp_downsample_2x2_fix") {
@@ -69,17 +78,6 @@ StatusOr<std::vector<StageSpec>> stage_specs(const std::string& type, int64_t C,
                        "linear, mlp<N>x_gelu, identity)");
 }
 
-// Exact integer square root, or -1.
-int64_t exact_sqrt(int64_t n) {
-  if (n < 0) return -1;
-  auto s = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
-  while (s * s > n) --s;
-  while ((s + 1) * (s + 1) <= n) ++s;
-  return s * s == n ? s : -1;
-}
-
-}  // namespace
-
 void spatial_to_channel(const float* x, int64_t s, int64_t c, int64_t k, float* out) {
   const int64_t g = (s + k - 1) / k;  // output grid side after zero padding to a multiple of k
   for (int64_t i = 0; i < g; ++i) {
@@ -113,7 +111,8 @@ StatusOr<std::unique_ptr<Projector>> Projector::load(const std::string& dir, int
     return invalid_argument(config_path + ": projector needs positive mm_hidden_size (" +
                             std::to_string(C) + ") and hidden_size (" + std::to_string(H) + ")");
   }
-  VILA_ASSIGN_OR_RETURN(std::vector<StageSpec> specs, stage_specs(p->type_, C, H, config_path));
+  VILA_ASSIGN_OR_RETURN(std::vector<StageSpec> specs,
+                        projector_stage_specs(p->type_, C, H, config_path));
   VILA_ASSIGN_OR_RETURN(p->checkpoint_, Checkpoint::open_dir(dir));
   const Checkpoint& ckpt = *p->checkpoint_;
   auto tensor = [&](const std::string& name, const Shape& shape) {

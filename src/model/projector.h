@@ -44,6 +44,20 @@ struct ProjectorStage {
   cpu::LinearWeight linear;   // kLinear: (out_dim, in_dim) + bias
 };
 
+// One entry of a type's Sequential: kind and argument (kSpatialToChannel: k; kLinear: out
+// features; otherwise unused).
+struct ProjectorStageSpec {
+  ProjectorStageKind kind = ProjectorStageKind::kGelu;
+  int64_t arg = 0;
+};
+
+// The Sequential of mm_projector_type `type` (the table above) for C input channels and an LLM
+// of hidden size H. Unimplemented naming `where` (a config path, or the caller) for an unknown
+// type. Shared by Projector::load and the GPU encoder's random-weight builder.
+StatusOr<std::vector<ProjectorStageSpec>> projector_stage_specs(const std::string& type, int64_t C,
+                                                                int64_t H,
+                                                                const std::string& where);
+
 // x (s, s, C) one item -> out (ceil(s/k)², k²C): the spatial-to-channel rearrangement above.
 void spatial_to_channel(const float* x, int64_t s, int64_t c, int64_t k, float* out);
 

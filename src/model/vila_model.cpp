@@ -5,6 +5,7 @@
 #include "core/mapped_file.h"
 #include "format/json_config.h"
 #include "format/safetensors.h"
+#include "model/vision_cuda.h"
 
 namespace vila {
 
@@ -70,6 +71,18 @@ void add_unique(std::vector<int32_t>& ids, int32_t id) {
 }
 
 }  // namespace
+
+VilaModel::VilaModel() = default;
+VilaModel::~VilaModel() = default;
+
+void VilaModel::use_cuda_vision(bool on, DType compute, int device) {
+  if (cuda_vision_ && (compute != cuda_vision_dtype_ || device != cuda_vision_device_)) {
+    cuda_vision_.reset();
+  }
+  cuda_vision_on_ = on;
+  cuda_vision_dtype_ = compute;
+  cuda_vision_device_ = device;
+}
 
 StatusOr<std::unique_ptr<VilaModel>> VilaModel::load(const std::string& dir,
                                                      const VilaModelOptions& options) {

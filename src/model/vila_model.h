@@ -5,8 +5,9 @@
 //    and subfolders llm/, vision_tower/, mm_projector/ (the subfolder names come from each
 //    sub-config's _name_or_path basename).
 //  - a plain Hugging Face LLM folder (Qwen2ForCausalLM / LlamaForCausalLM).
-// The vision tower and projector are described here (for `vila info`); running them is the vision
-// issue's work.
+// Images run through the vision tower and projector in build_prompt: on the CPU (VisionEncoder,
+// the fp32 oracle) or, after use_cuda_vision, on the GPU (CudaVisionEncoder, created once from the
+// CPU encoder's weights and cached).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/status.h"
 #include "model/llm.h"
 #include "model/vision_encoder.h"
@@ -52,14 +54,22 @@ struct MediaPrompt {
   std::vector<int64_t> image_tokens;  // visual tokens per image (all of its media items)
   // Per media item in prompt order: first row in input.embeds and number of visual rows.
   std::vector<std::pair<int64_t, int64_t>> media_rows;
-  std::string message;       // the user message after VILA's rules (<image> markers)
-  double preprocess_ms = 0;  // decode + resize + tiles + normalise
-  double vision_ms = 0;      // SigLIP
-  double projector_ms = 0;   // S2 merge + projector
+  std::string message;                // the user message after VILA's rules (<image> markers)
+  double preprocess_ms = 0;           // decode + resize + tiles + normalise
+  double vision_ms = 0;               // SigLIP
+  double projector_ms = 0;            // S2 merge + projector
+  std::string vision_device = "cpu";  // where the vision tower ran: "cpu" or "cuda"
 };
+
+class CudaVisionEncoder;  // model/vision_cuda.h
 
 class VilaModel {
  public:
+  VilaModel();
+  ~VilaModel();
+  VilaModel(const VilaModel&) = delete;
+  VilaModel& operator=(const VilaModel&) = delete;
+
   static StatusOr<std::unique_ptr<VilaModel>> load(const std::string& dir,
                                                    const VilaModelOptions& options = {});
 
@@ -93,6 +103,15 @@ class VilaModel {
                                      const std::vector<std::string>& image_paths, bool raw,
                                      const ImageLoadOptions& image_options = {});
 
+  // Runs the vision tower and projector of later build_prompt calls on CUDA device `device` in
+  // `compute` (kBF16 or kF16; weights and GEMM inputs 16-bit, fp32 accumulation, as the GPU LLM
+  // engine), or back on the CPU with on = false. The GPU encoder is created on the first prompt
+  // with images (Unimplemented from build_prompt in a build without CUDA or without a GPU) and
+  // kept; changing dtype or device recreates it. The rows match the CPU's within the 16-bit
+  // tolerance (tests/cuda/vision_prompt_test.cpp).
+  void use_cuda_vision(bool on, DType compute = DType::kBF16, int device = 0);
+  bool cuda_vision() const { return cuda_vision_on_; }
+
  private:
   std::string dir_;
   std::string llm_dir_;
@@ -108,6 +127,11 @@ class VilaModel {
   // Loaded on the first prompt with images.
   std::unique_ptr<VisionEncoder> vision_;
   std::optional<PreprocessConfig> preprocess_;
+  // use_cuda_vision: settings, and the encoder made from vision_ on first use.
+  bool cuda_vision_on_ = false;
+  DType cuda_vision_dtype_ = DType::kBF16;
+  int cuda_vision_device_ = 0;
+  std::unique_ptr<CudaVisionEncoder> cuda_vision_;
 };
 
 }  // namespace vila

@@ -1,7 +1,11 @@
 // CudaVisionEncoder: the vision side of VisionEncoder (model/vision_encoder.h) on one CUDA GPU:
 // SigLIP tower, dynamic-S2 merge, projector and chessboard merge, from preprocessed tiles to LLM
 // input embeddings. Same inputs and outputs as VisionEncoder::encode / tower_forward, so a caller
-// can swap the two.
+// can swap the two; encode_into / encode_device skip the host allocation or the download.
+//
+// Dynamic S2 with a block grid runs the merge (area resize + chessboard split), the projector's
+// spatial-to-channel and the final chessboard merge as ONE gather kernel: the projector after
+// its spatial-to-channel is row-wise, so the rows are gathered straight into raster order.
 //
 // Precision: weights and GEMM inputs in a 16-bit compute dtype (bf16 or f16) with fp32
 // accumulation; the residual stream, LayerNorm statistics, biases, position embeddings, softmax
@@ -42,6 +46,13 @@ struct CudaVisionOptions {
 // select_feature, dynamic_s2, s2_scales, s2_resize_idx, llm_hidden; mm_hidden is derived) and a
 // projector type (mlp_downsample, mlp_downsample_2x2_fix, mlp_downsample_3x3_fix, linear,
 // mlp<N>x_gelu or identity).
+// Device time of one stage of encode / tower_forward, accumulated while profiling is on.
+struct VisionStageTime {
+  std::string name;  // "siglip.qkv", "s2.merge", "projector.2.linear", "download", ...
+  double ms = 0;     // summed over calls
+  int64_t calls = 0;
+};
+
 struct VisionGeometry {
   SiglipConfig siglip;
   VisionConfig vision;
@@ -70,7 +81,29 @@ class CudaVisionEncoder {
   // As VisionEncoder::tower_forward: tiles (n_tiles, 3, S, S) host fp32 -> out (n_tiles, L, C).
   Status tower_forward(const float* tiles, int64_t n_tiles, std::vector<float>& out);
   // As VisionEncoder::encode: projected tokens (n_tokens, llm_hidden) host fp32 of one media item.
+  // The vector is new memory: on hosts where first-touch page faults are slow this allocation can
+  // cost more than the whole GPU work (28 ms for NVILA-8B's 44 MB on the H100 host); callers that
+  // keep buffers use encode_into or encode_device.
   StatusOr<std::vector<float>> encode(const ImageTiles& tiles, int64_t* n_tokens);
+
+  // As encode, into caller memory: out holds out_floats >= output_tokens(tiles) * llm_hidden()
+  // floats. Page-locked memory (cuda::PinnedBuffer) downloads at DMA speed, pageable memory
+  // through the driver's staging.
+  Status encode_into(const ImageTiles& tiles, float* out, int64_t out_floats, int64_t* n_tokens);
+
+  // As encode, left on the device: rows (n_tokens, hidden) fp32 in the encoder's activation
+  // memory, valid until the next call of encode* / tower_forward (or destruction). The work has
+  // finished when this returns (the encoder's stream is synchronised), so any stream may read
+  // the rows. For consumers that splice image rows on the GPU.
+  struct DeviceRows {
+    const float* rows = nullptr;
+    int64_t n_tokens = 0;
+    int64_t hidden = 0;
+  };
+  StatusOr<DeviceRows> encode_device(const ImageTiles& tiles);
+
+  // Tokens encode gives for `tiles` (validated as encode does, nothing runs).
+  StatusOr<int64_t> output_tokens(const ImageTiles& tiles) const;
 
   int64_t llm_hidden() const;
   int64_t image_size() const;
@@ -80,15 +113,24 @@ class CudaVisionEncoder {
   const SiglipConfig& tower_config() const;
   DType compute_dtype() const;
 
-  // tower_ms: pixel upload + SigLIP; projector_ms: S2 merge + projector + chessboard merge +
-  // download. Wall time with the stream synchronised at each boundary; accumulated until reset.
+  // tower_ms: pixel upload + SigLIP; projector_ms: S2 merge + projector (+ the download for
+  // encode / encode_into). Wall time with the stream synchronised at each boundary; accumulated
+  // until reset.
   const VisionTimings& timings() const;
-  void reset_timings();
+  void reset_timings();  // also clears stage_times()
+  // Stage profiling: with it on, every stage is bracketed by CUDA events and the host waits at
+  // each stage's end, so the per-stage device times are exact but the total is slower. Off by
+  // default (no events, no extra waits).
+  void set_profiling(bool on);
+  const std::vector<VisionStageTime>& stage_times() const;
   // FLOPs of the last tower_forward / encode: 2 * rows * N * K per GEMM (K without the patch
   // padding) plus 4 * P² * heads * head_dim per tile and layer for attention.
   double last_flops() const;
   // Wall time of the last pixel upload (host -> device, pageable memory), part of tower_ms.
   double last_upload_ms() const;
+  // Wall time of the last feature download (device -> host), part of projector_ms; 0 after
+  // encode_device.
+  double last_download_ms() const;
   size_t device_bytes() const;  // weights + activations + cuBLASLt workspace
 
  private:

@@ -36,10 +36,17 @@ void add_device_options(CLI::App* cmd, DeviceArgs& args) {
       ->check(CLI::IsMember({"bf16", "fp16"}));
 }
 
+bool use_cuda(const DeviceArgs& args) {
+  return args.device == "cuda" || (args.device == "auto" && cuda_available());
+}
+
+void configure_vision(VilaModel& model, const DeviceArgs& args) {
+  model.use_cuda_vision(use_cuda(args), args.dtype == "fp16" ? DType::kF16 : DType::kBF16);
+}
+
 StatusOr<DecoderHandle> make_decoder(VilaModel& model, const DeviceArgs& args, int64_t positions) {
   DecoderHandle h;
-  const bool cuda = args.device == "cuda" || (args.device == "auto" && cuda_available());
-  if (!cuda) {
+  if (!use_cuda(args)) {
     h.decoder = std::make_unique<CpuDecoder>(model.llm());
     return h;
   }

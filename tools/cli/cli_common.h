@@ -29,6 +29,13 @@ struct DeviceArgs {
 };
 void add_device_options(CLI::App* cmd, DeviceArgs& args);
 
+// Whether --device resolves to the GPU: "cuda", or "auto" in a CUDA build with a GPU present.
+bool use_cuda(const DeviceArgs& args);
+
+// Runs the model's vision tower and projector on the GPU (in --dtype) when --device resolves to
+// cuda, so that images go through the GPU encoder in build_prompt; on the CPU otherwise.
+void configure_vision(VilaModel& model, const DeviceArgs& args);
+
 // A Decoder for `model` on the chosen device, with room for `positions` positions. "auto" is cuda
 // when vila.cpp was built with CUDA and a GPU is present, else cpu. Owns the GPU engine if any.
 struct DecoderHandle {

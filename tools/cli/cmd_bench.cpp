@@ -215,12 +215,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       "bench", "Prefill/decode throughput (CPU or CUDA) beside ceilings measured in the same run");
   cmd->add_option("--device", *device, "cpu, or cuda (the GPU engine on random weights)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--prefill", cuda_args->prefill, "cuda: prompt lengths to time (512 4096)");
-  cmd->add_option("--context", cuda_args->contexts, "cuda: batch-1 decode contexts (512 4096)");
-  cmd->add_option("--batch", cuda_args->batches, "cuda: decode batch sizes (1 8 32)");
-  cmd->add_option("--batch-context", cuda_args->batch_context,
-                  "cuda: context of the batched decode runs (512)")
-      ->check(CLI::PositiveNumber);
+  add_cuda_bench_options(cmd, cuda_args.get());
   cmd->add_option("--model", args->model, "Benchmark this checkpoint instead of a random one");
   cmd->add_option("--preset", args->preset,
                   "Random model shape: qwen2-0.5b, qwen2-1.5b, qwen2-7b, tiny");

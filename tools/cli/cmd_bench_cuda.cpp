@@ -1,7 +1,8 @@
 // vila bench --device cuda: the GPU engine (LlmEngine) on random weights of real shapes built on
 // the device, beside the GPU's ceilings measured in the same run (device-to-device copy
 // bandwidth, cuBLASLt bf16 GEMM peak): text prefill tokens/s and TFLOP/s, decode at batch 1
-// (several contexts) and larger batches with the achieved bandwidth, memory use.
+// (several contexts) and larger batches with the achieved bandwidth, memory use, and with --ttft
+// the time to first token from an image file (cmd_bench_ttft.cpp).
 #include "cmd_bench_cuda.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 
 #include "cli_common.h"
+#include "cmd_bench_ttft.h"
 #include "core/mapped_file.h"
 #include "model/llm_engine.h"
 #include "model/random_checkpoint.h"
@@ -18,6 +20,25 @@
 #endif
 
 namespace vila::cli {
+
+void add_cuda_bench_options(CLI::App* cmd, CudaBenchArgs* args) {
+  cmd->add_option("--model-shape", args->model_shape,
+                  "cuda: nvila-8b (Qwen2-7B LLM, S2 vision) or nvila-lite-2b (Qwen2.5-1.5B LLM, "
+                  "3x3 projector); --preset overrides the LLM")
+      ->check(CLI::IsMember({"nvila-8b", "nvila-lite-2b"}));
+  cmd->add_option("--prefill", args->prefill, "cuda: prompt lengths to time (512 3072 4096)");
+  cmd->add_option("--context", args->contexts, "cuda: batch-1 decode contexts (512 4096)");
+  cmd->add_option("--batch", args->batches, "cuda: decode batch sizes (1 8 32)");
+  cmd->add_option("--batch-context", args->batch_context,
+                  "cuda: context of the batched decode runs (512)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--ttft", args->ttft,
+                "cuda: time to first token from --image (decode, tiling, vision, prefill)");
+  cmd->add_option("--image", args->image, "cuda: the image file of --ttft (JPEG or PNG)");
+  cmd->add_option("--ttft-runs", args->ttft_runs, "cuda: timed --ttft runs after a warm-up (5)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--ttft-only", args->skip_llm, "cuda: with --ttft, skip the prefill/decode tables");
+}
 
 #ifdef VILA_WITH_CUDA
 
@@ -81,7 +102,21 @@ std::vector<float> prompt_embeds(int64_t n, int64_t hidden) {
 
 }  // namespace
 
-int run_bench_cuda(const CudaBenchArgs& args) {
+int run_bench_cuda(const CudaBenchArgs& args_in) {
+  CudaBenchArgs args = args_in;
+  if (args.preset.empty()) {
+    auto preset = llm_preset_of_shape(args.model_shape);
+    if (!preset.ok()) return report_error(preset.status());
+    args.preset = *preset;
+  }
+  if (args.ttft && args.image.empty()) {
+    return report_error(invalid_argument("vila bench --ttft needs --image FILE"));
+  }
+  if (args.skip_llm) {  // --ttft-only: size the engine for the TTFT prompt alone
+    args.prefill.clear();
+    args.contexts.clear();
+    args.batches = {1};
+  }
   auto spec = random_llm_preset(args.preset);
   if (!spec.ok()) return report_error(spec.status());
   auto dtype = dtype_from_string(args.dtype);
@@ -95,9 +130,13 @@ int run_bench_cuda(const CudaBenchArgs& args) {
   auto peak = cuda::gemm_tflops(8192, 8192, 8192);
   if (!peak.ok()) return report_error(peak.status());
 
-  const int64_t max_prefill = *std::max_element(args.prefill.begin(), args.prefill.end());
-  const int64_t max_context = *std::max_element(args.contexts.begin(), args.contexts.end());
-  const int max_batch = *std::max_element(args.batches.begin(), args.batches.end());
+  int64_t max_prefill =
+      args.prefill.empty() ? 1 : *std::max_element(args.prefill.begin(), args.prefill.end());
+  if (args.ttft) max_prefill = std::max(max_prefill, ttft_max_prompt_tokens(args));
+  const int64_t max_context =
+      args.contexts.empty() ? 1 : *std::max_element(args.contexts.begin(), args.contexts.end());
+  const int max_batch =
+      args.batches.empty() ? 1 : *std::max_element(args.batches.begin(), args.batches.end());
   LlmEngineOptions o;
   o.dtype = *dtype;
   o.max_batch = std::max(1, max_batch);
@@ -121,11 +160,9 @@ int run_bench_cuda(const CudaBenchArgs& args) {
   const LlmEngineMemory mem = engine.memory();
   std::vector<float> logits(static_cast<size_t>(config.vocab_size * o.max_batch));
 
-  nlohmann::json out = {{"preset", args.preset},
-                        {"dtype", dtype_name(*dtype)},
-                        {"copy_gbps", *copy},
-                        {"gemm_bf16_tflops", *peak},
-                        {"prefill", nlohmann::json::array()},
+  nlohmann::json out = {{"model_shape", args.model_shape},  {"preset", args.preset},
+                        {"dtype", dtype_name(*dtype)},      {"copy_gbps", *copy},
+                        {"gemm_bf16_tflops", *peak},        {"prefill", nlohmann::json::array()},
                         {"decode", nlohmann::json::array()}};
   std::printf("%s %s | ceilings: device copy %.0f GB/s, cuBLASLt bf16 %.0f TFLOP/s\n",
               args.preset.c_str(), dtype_name(*dtype), *copy, *peak);
@@ -197,6 +234,10 @@ int run_bench_cuda(const CudaBenchArgs& args) {
   for (int batch : args.batches) {
     if (batch <= 1) continue;
     if (Status s = bench_decode(batch, args.batch_context); !s.ok()) return report_error(s);
+  }
+
+  if (args.ttft) {
+    if (Status s = bench_ttft(args, engine, out); !s.ok()) return report_error(s);
   }
 
   auto used = cuda::device_memory_used();

@@ -114,6 +114,7 @@ int run_generate(const GenerateArgs& args) {
   const std::string prompt = text_or_stdin(args.prompt);
   ImageLoadOptions image_options;
   image_options.max_pixels = args.max_image_pixels;
+  configure_vision(model, args.device);
   auto media = model.build_prompt(prompt, args.images, args.raw, image_options);
   if (!media.ok()) return report_error(media.status());
 
@@ -151,6 +152,7 @@ int run_generate(const GenerateArgs& args) {
         {"stop_reason", result->stop_reason},
         {"device", decoder->decoder->backend()},
         {"image_tokens", media->image_tokens},
+        {"vision_device", media->vision_device},
         {"timings",
          {{"preprocess_ms", media->preprocess_ms},
           {"vision_ms", media->vision_ms},

@@ -24,6 +24,7 @@ int run_score(const ScoreArgs& args) {
   auto model_or = load_model_with_progress(args.model, args.chat_template);
   if (!model_or.ok()) return report_error(model_or.status());
   VilaModel& model = **model_or;
+  configure_vision(model, args.device);
   auto media = model.build_prompt(prompt, args.images, args.raw);
   if (!media.ok()) return report_error(media.status());
   const std::vector<int32_t> cont_ids = model.tokenizer().encode(args.continuation);

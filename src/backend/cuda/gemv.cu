@@ -2,6 +2,11 @@
 // cores (mma.sync m16n8k16, fp32 accumulation), with the prologue that forms x̂ and the epilogue
 // that stores or adds y fused in.
 //
+// Launch: every block first issues its first tile of weight loads, then waits for the previous
+// grid (griddepcontrol.wait; a no-op unless launched with programmatic_launch), so under PDL the
+// weight stream starts while the previous kernel drains; x, norm_weight, bias and out are only
+// touched after the wait. Each block also lets the next PDL grid launch right away.
+//
 // Work split. A block owns kRowTiles tiles of 16 output rows. Its warps form kRowTiles groups of
 // kSplits warps; the warps of a group share the 16 rows and split K. K is walked in tiles of
 // kTileK = kSplits * kSteps * 32 elements; for each tile the block
@@ -11,8 +16,8 @@
 //   3. multiplies: per 32-k step, two mma.sync with A = 16 weight rows and B = x̂ of 8 input rows.
 // At the end the kSplits partial (16 x 8) tiles of a group are summed in shared memory in a fixed
 // order (no atomics) and the epilogue adds the bias and stores, or adds to the fp32 output. Four
-// block shapes are compiled; choose_block_shape picks one from (M, N, K, prologue) as measured.
-// out must not overlap x (blocks read x while others write out).
+// block shapes are compiled; choose_block_shape picks one from (M,
+// N, K, prologue) as measured. out must not overlap x (blocks read x while others write out).
 //
 // Fragment mapping (g = lane / 4, c = lane % 4). A dot product does not care which physical k sits
 // in which mma k slot as long as A and B agree, so each thread loads 8 consecutive k with one
@@ -70,6 +75,15 @@ __device__ __forceinline__ uint4 load_weights(const void* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
+}
+
+// Programmatic dependent launch (PTX griddepcontrol, sm_90): wait for the previous grid on the
+// stream (a no-op without a programmatic dependency), and let the next PDL grid launch.
+__device__ __forceinline__ void wait_for_previous_grid() {
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+__device__ __forceinline__ void allow_next_grid() {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 }
 
 template <typename T>
@@ -187,6 +201,20 @@ __device__ void stage_xhat(const GemvArgs& a, T* xs, int64_t k0, const float* in
 }
 
 // ---- kernels ----
+// This warp's weights of one K tile: 16-byte loads of rows lo and hi at kSteps k steps.
+template <typename T, class Cfg>
+__device__ __forceinline__ void load_tile(const GemvArgs& a, const T* w_lo, const T* w_hi,
+                                          bool lo_ok, bool hi_ok, int64_t k_warp, int c,
+                                          uint4 (&lo)[Cfg::kSteps], uint4 (&hi)[Cfg::kSteps]) {
+#pragma unroll
+  for (int j = 0; j < Cfg::kSteps; ++j) {
+    const int64_t k = k_warp + j * kStepK + c * kChunk;
+    const bool in_k = k < a.k;
+    lo[j] = lo_ok && in_k ? load_weights(w_lo + k) : make_uint4(0, 0, 0, 0);
+    hi[j] = hi_ok && in_k ? load_weights(w_hi + k) : make_uint4(0, 0, 0, 0);
+  }
+}
+
 template <typename T, class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemv_kernel(const GemvArgs a) {
   extern __shared__ uint4 smem[];
@@ -205,23 +233,24 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemv_kernel(co
   const T* w_lo = w + (lo_ok ? row_lo : 0) * a.k;
   const T* w_hi = w + (hi_ok ? row_hi : 0) * a.k;
   const bool has_input_row = g < a.rows;
+  const int64_t warp_k0 = int64_t{split} * Cfg::kWarpK;  // this warp's first k in a tile
+
+  // The weights never depend on the previous kernel: the first tile is requested before the
+  // wait, so a PDL launch overlaps its memory ramp with the previous kernel's tail.
+  allow_next_grid();
+  uint4 wv_lo[Cfg::kSteps], wv_hi[Cfg::kSteps];
+  load_tile<T, Cfg>(a, w_lo, w_hi, lo_ok, hi_ok, warp_k0, c, wv_lo, wv_hi);
+  wait_for_previous_grid();
+  if (a.prologue == GemvPrologue::kRmsNorm) {
+    row_inv_rms<Cfg::kWarps>(a, inv_rms);
+    __syncthreads();
+  }
 
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   int buf = 0;
   for (int64_t k0 = 0; k0 < a.k; k0 += Cfg::kTileK, buf ^= 1) {
-    const int64_t k_warp = k0 + int64_t{split} * Cfg::kWarpK;  // this warp's first k
-    uint4 wv_lo[Cfg::kSteps], wv_hi[Cfg::kSteps];
-#pragma unroll
-    for (int j = 0; j < Cfg::kSteps; ++j) {
-      const int64_t k = k_warp + j * kStepK + c * kChunk;
-      const bool in_k = k < a.k;
-      wv_lo[j] = lo_ok && in_k ? load_weights(w_lo + k) : make_uint4(0, 0, 0, 0);
-      wv_hi[j] = hi_ok && in_k ? load_weights(w_hi + k) : make_uint4(0, 0, 0, 0);
-    }
-    if (k0 == 0 && a.prologue == GemvPrologue::kRmsNorm) {
-      row_inv_rms<Cfg::kWarps>(a, inv_rms);
-      __syncthreads();
-    }
+    const int64_t k_warp = k0 + warp_k0;
+    if (k0 > 0) load_tile<T, Cfg>(a, w_lo, w_hi, lo_ok, hi_ok, k_warp, c, wv_lo, wv_hi);
     T* xs_buf = xs + buf * kGemvMaxRows * Cfg::kXStride;
     stage_xhat<T, Cfg>(a, xs_buf, k0, inv_rms);
     __syncthreads();
@@ -275,6 +304,8 @@ using ShortTileConfig = GemvConfig<1, 8, 2, 4>;  // 16 rows, 8 warps, kTileK 512
 using LongTileConfig = GemvConfig<1, 8, 8, 2>;   // 16 rows, 8 warps, kTileK 2048
 using WideSplitConfig = GemvConfig<2, 8, 4>;     // 32 rows, 16 warps, kTileK 1024
 using WideConfig = GemvConfig<2, 4, 4>;          // 32 rows, 8 warps, kTileK 512
+// A prefetching variant (the next tile loaded into a second register set before this tile's
+// mma) measured 1-5 % slower at M = 1 and was dropped (docs/benchmarks.md).
 
 template <typename T, class Cfg>
 Status launch_gemv(const GemvArgs& a, cudaStream_t stream) {
@@ -290,7 +321,17 @@ Status launch_gemv(const GemvArgs& a, cudaStream_t stream) {
     configured_devices.fetch_or(bit);
   }
   const int64_t blocks = (a.n + Cfg::kRows - 1) / Cfg::kRows;
-  gemv_kernel<T, Cfg><<<static_cast<unsigned>(blocks), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(Cfg::kThreads);
+  config.dynamicSmemBytes = Cfg::kSmemBytes;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = a.programmatic_launch ? 1 : 0;
+  VILA_CUDA_CHECK(cudaLaunchKernelEx(&config, gemv_kernel<T, Cfg>, a));
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -15,6 +15,15 @@
 // stay 16-byte aligned. Device pointers; x, weight and norm_weight 16-byte aligned; K % 8 == 0.
 // out must not overlap x. The rms sum of squares is accumulated in double, as the CPU rms_norm
 // does. stream: cudaStream_t or nullptr.
+//
+// Launch option:
+//   programmatic_launch  programmatic dependent launch (PDL): the kernel may start while the
+//                        previous kernel on the stream is still running. Each block issues its
+//                        first weight tile, then waits (griddepcontrol.wait) for the previous grid
+//                        to complete before it reads x, norm_weight or bias or touches out; it lets
+//                        the next PDL kernel start early (griddepcontrol.launch_dependents). Safe
+//                        when the weights are not written by the previous kernels; inside a CUDA
+//                        graph capture it becomes a programmatic edge.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +54,7 @@ struct GemvArgs {
   DType dtype = DType::kBF16;  // compute dtype: kBF16 or kF16
   GemvPrologue prologue = GemvPrologue::kNone;
   GemvEpilogue epilogue = GemvEpilogue::kStore;
+  bool programmatic_launch = false;
 };
 Status gemv(const GemvArgs& args, void* stream);
 

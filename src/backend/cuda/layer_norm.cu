@@ -1,6 +1,11 @@
-// LayerNorm kernels (see layer_norm.h): one block per row, block-wide sums through warp shuffles
-// and shared memory. The row is read three times (sum, squared deviations, output); the second
-// and third reads hit L1/L2, so DRAM sees one read of x and one write of out.
+// LayerNorm kernels (see layer_norm.h).
+//  - Rows of up to kWarpMaxCols columns (a multiple of 4, 16-byte aligned): one warp per row, the
+//    row held in registers as float4s (read from memory once), sums by warp shuffles; the
+//    SigLIP rows (1152). 4-value stores (16 bytes fp32, 8 bytes 16-bit).
+//  - Otherwise: one block per row, block-wide sums through warp shuffles and shared memory. The
+//    row is read three times (sum, squared deviations, output); the second and third reads hit
+//    L1/L2, so DRAM sees one read of x and one write of out.
+#include <cstdint>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -14,6 +19,28 @@ constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int64_t kMaxGridX = 0x7fffffff;  // one block per row
+constexpr int kVec = 4;                    // floats per register vector (float4)
+constexpr int kWarpMaxVecs = 16;           // float4s per lane in the warp-per-row kernel
+constexpr int64_t kWarpMaxCols = int64_t{kWarp} * kVec * kWarpMaxVecs;  // 2048
+constexpr int kRowsPerBlock = 4;  // warp-per-row kernel: warps (rows) per block
+
+__device__ __forceinline__ float warp_sum(float value) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    value += __shfl_xor_sync(kFullMask, value, offset);
+  }
+  return value;
+}
+
+// Four consecutive values of out (16-byte fp32 or 8-byte 16-bit store; the launcher checks the
+// alignment).
+__device__ __forceinline__ void store4(float* out, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(out) = make_float4(a, b, c, d);
+}
+template <typename T>
+__device__ __forceinline__ void store4(T* out, float a, float b, float c, float d) {
+  __align__(8) T h[kVec] = {from_float<T>(a), from_float<T>(b), from_float<T>(c), from_float<T>(d)};
+  *reinterpret_cast<uint2*>(out) = *reinterpret_cast<const uint2*>(h);
+}
 
 // Sum of `value` over the block; every thread gets the total. `scratch` holds kThreads / 32
 // floats; the trailing __syncthreads lets the caller reuse it.
@@ -64,6 +91,54 @@ __global__ void layer_norm_kernel(T* out, int64_t out_stride, const float* x,
   }
 }
 
+// x (rows, cols) fp32 -> out (rows, cols) T; warp w of block b handles row b * kRowsPerBlock + w.
+// cols % 4 == 0, cols <= kWarpMaxCols; lane l holds float4s l, l + 32, ... of the row.
+template <typename T>
+__global__ void layer_norm_warp_kernel(T* out, int64_t out_stride, const float* x,
+                                       const float* __restrict__ weight,
+                                       const float* __restrict__ bias, int64_t rows, int cols,
+                                       float eps) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
+  if (row >= rows) return;
+  const float4* xr = reinterpret_cast<const float4*>(x + row * cols);
+  const int vecs = cols / kVec;
+  float4 v[kWarpMaxVecs];
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kWarpMaxVecs; ++i) {
+    const int at = i * kWarp + lane;
+    v[i] = at < vecs ? xr[at] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    sum += (v[i].x + v[i].y) + (v[i].z + v[i].w);
+  }
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  const float mean = warp_sum(sum) * inv_cols;
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kWarpMaxVecs; ++i) {
+    if (i * kWarp + lane < vecs) {
+      const float a = v[i].x - mean, b = v[i].y - mean, c = v[i].z - mean, d = v[i].w - mean;
+      sum_sq += (a * a + b * b) + (c * c + d * d);
+    }
+  }
+  const float inv_std = 1.0f / sqrtf(warp_sum(sum_sq) * inv_cols + eps);
+  T* outr = out + row * out_stride;
+  const float4* w4 = reinterpret_cast<const float4*>(weight);
+  const float4* b4 = reinterpret_cast<const float4*>(bias);
+#pragma unroll
+  for (int i = 0; i < kWarpMaxVecs; ++i) {
+    const int at = i * kWarp + lane;
+    if (at >= vecs) continue;
+    const float4 w = w4[at];
+    const float4 b = bias != nullptr ? b4[at] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    store4(outr + at * kVec, (v[i].x - mean) * inv_std * w.x + b.x,
+           (v[i].y - mean) * inv_std * w.y + b.y, (v[i].z - mean) * inv_std * w.z + b.z,
+           (v[i].w - mean) * inv_std * w.w + b.w);
+  }
+}
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 }  // namespace
 
 // ---- launchers ----
@@ -88,6 +163,25 @@ Status layer_norm(void* out, DType out_dtype, int64_t out_row_stride, const floa
     return invalid_argument("layer_norm: a 16-bit or strided out must not alias x");
   }
   const auto s = static_cast<cudaStream_t>(stream);
+  const int64_t es = out_dtype == DType::kF32 ? 4 : 2;
+  const bool warp_path = cols % kVec == 0 && cols <= kWarpMaxCols && stride % kVec == 0 &&
+                         aligned(x, 16) && aligned(weight, 16) &&
+                         (bias == nullptr || aligned(bias, 16)) && aligned(out, kVec * es);
+  if (warp_path) {
+    const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+    const int c = static_cast<int>(cols);
+    if (out_dtype == DType::kF32) {
+      layer_norm_warp_kernel<float><<<blocks, kRowsPerBlock * kWarp, 0, s>>>(
+          static_cast<float*>(out), stride, x, weight, bias, rows, c, eps);
+    } else {
+      VILA_DISPATCH_HALF(out_dtype, "layer_norm", {
+        layer_norm_warp_kernel<T><<<blocks, kRowsPerBlock * kWarp, 0, s>>>(
+            static_cast<T*>(out), stride, x, weight, bias, rows, c, eps);
+      });
+    }
+    VILA_CUDA_CHECK(cudaGetLastError());
+    return ok_status();
+  }
   const auto grid = static_cast<unsigned>(rows);
   if (out_dtype == DType::kF32) {
     layer_norm_kernel<float>

@@ -1,9 +1,12 @@
 // Vision-path kernels (see vision_ops.h for the contracts and formulas). All are memory-bound
 // gathers or elementwise maps: one thread per output element in a grid-stride loop, output index
 // decomposed innermost-channel-first so that consecutive threads write consecutive addresses and
-// read consecutive channels.
+// read consecutive channels. The S2 merge instead runs one CTA per output row part, so that the
+// area window is computed once for all of its channels.
 #include <algorithm>
+#include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/vision_ops.h"
@@ -13,6 +16,7 @@ namespace vila::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kS2Threads = 128;  // s2_merge: threads of one CTA walking the channels
 constexpr int64_t kMaxBlocks = int64_t{1} << 16;  // grid-stride loops cover the rest
 constexpr float kSqrtHalf = 0.70710678118654752440f;
 constexpr float kGeluTanhBeta = 0.79788456080286535588f;  // sqrt(2/pi)
@@ -108,32 +112,80 @@ __global__ void gather_tokens_kernel(T* __restrict__ out, const float* __restric
   }
 }
 
-// out (blocks, g², K*C); one thread per output value, summing its area window.
-__global__ void s2_merge_kernel(S2MergeArgs a, int64_t n) {
-  const int64_t g = a.g, C = a.channels, kc = a.n_scales * C;
-  const int64_t out_h = a.out_rows * g, out_w = a.out_cols * g;
-  for (int64_t idx = global_index(); idx < n; idx += grid_stride()) {
-    const int64_t ch = idx % kc, rest = idx / kc;
-    const int64_t token = rest % (g * g), block = rest / (g * g);
-    const int64_t oh = (block / a.out_cols) * g + token / g;
-    const int64_t ow = (block % a.out_cols) * g + token % g;
-    const int scale = static_cast<int>(ch / C);
-    const int64_t c = ch % C;
-    int64_t tile_base = 0;  // first tile of this scale
-    for (int s = 0; s < scale; ++s) tile_base += a.grid_h[s] * a.grid_w[s];
-    const int64_t grid_w = a.grid_w[scale];
-    const int64_t in_h = a.grid_h[scale] * g, in_w = grid_w * g;
-    const int64_t ih0 = oh * in_h / out_h, ih1 = ((oh + 1) * in_h + out_h - 1) / out_h;
-    const int64_t iw0 = ow * in_w / out_w, iw1 = ((ow + 1) * in_w + out_w - 1) / out_w;
-    float sum = 0.0f;
-    for (int64_t ih = ih0; ih < ih1; ++ih) {
-      for (int64_t iw = iw0; iw < iw1; ++iw) {
-        const int64_t tile = tile_base + (ih / g) * grid_w + iw / g;
-        const int64_t t = (ih % g) * g + iw % g;
-        sum += a.features[(tile * a.item_stride + a.first_token + t) * C + c];
+// The S2 merge in 32-bit index arithmetic (launcher-checked bounds), passed by value.
+struct S2Params {
+  const float* features;
+  float* out;
+  int item_stride, first_token, g, channels, n_scales, factor, sub_g;  // sub_g: G = ceil(g/k)
+  int out_rows, out_cols, out_h, out_w;  // block grid; resized map (out_rows*g, out_cols*g)
+  int raster;
+  int grid_h[kMaxS2Scales], grid_w[kMaxS2Scales], tile_base[kMaxS2Scales];
+};
+
+// One CTA per (output row, part): blockIdx.x = row, blockIdx.y = part = sub * K + scale, sub =
+// dr * k + dc. Output columns [part * C, (part + 1) * C) of the row; VEC channels per access.
+template <int VEC>
+__global__ void s2_merge_kernel(S2Params p) {
+  using Vec = typename std::conditional<VEC == 4, float4, float>::type;
+  const int row = blockIdx.x, part = blockIdx.y;
+  const int scale = part % p.n_scales, sub = part / p.n_scales;
+  const int G = p.sub_g, bgrid_w = p.out_cols * G;
+  int block, token;  // block of the resize scale's grid, token i * G + j in it
+  if (p.raster) {
+    const int r = row / bgrid_w, c = row % bgrid_w;
+    block = (r / G) * p.out_cols + c / G;
+    token = (r % G) * G + c % G;
+  } else {
+    block = row / (G * G);
+    token = row % (G * G);
+  }
+  const int pr = p.factor * (token / G) + sub / p.factor;  // position in the block
+  const int pc = p.factor * (token % G) + sub % p.factor;
+  const int C = p.channels, cvec = C / VEC;
+  Vec* out = reinterpret_cast<Vec*>(p.out + (static_cast<int64_t>(row) * gridDim.y + part) * C);
+  if (pr >= p.g || pc >= p.g) {  // spatial-to-channel padding
+    for (int v = threadIdx.x; v < cvec; v += blockDim.x) {
+      if constexpr (VEC == 4) {
+        out[v] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      } else {
+        out[v] = 0.0f;
       }
     }
-    a.out[idx] = sum / static_cast<float>(ih1 - ih0) / static_cast<float>(iw1 - iw0);
+    return;
+  }
+  const int oh = (block / p.out_cols) * p.g + pr, ow = (block % p.out_cols) * p.g + pc;
+  const int grid_w = p.grid_w[scale], in_h = p.grid_h[scale] * p.g, in_w = grid_w * p.g;
+  const int ih0 = oh * in_h / p.out_h, ih1 = ((oh + 1) * in_h + p.out_h - 1) / p.out_h;
+  const int iw0 = ow * in_w / p.out_w, iw1 = ((ow + 1) * in_w + p.out_w - 1) / p.out_w;
+  const float kh = static_cast<float>(ih1 - ih0), kw = static_cast<float>(iw1 - iw0);
+  for (int v = threadIdx.x; v < cvec; v += blockDim.x) {
+    Vec sum;
+    if constexpr (VEC == 4) {
+      sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      sum = 0.0f;
+    }
+    for (int ih = ih0; ih < ih1; ++ih) {
+      for (int iw = iw0; iw < iw1; ++iw) {
+        const int tile = p.tile_base[scale] + (ih / p.g) * grid_w + iw / p.g;
+        const int t = (ih % p.g) * p.g + iw % p.g;
+        const Vec x = reinterpret_cast<const Vec*>(
+            p.features + (static_cast<int64_t>(tile) * p.item_stride + p.first_token + t) * C)[v];
+        if constexpr (VEC == 4) {
+          sum.x += x.x;
+          sum.y += x.y;
+          sum.z += x.z;
+          sum.w += x.w;
+        } else {
+          sum += x;
+        }
+      }
+    }
+    if constexpr (VEC == 4) {
+      out[v] = make_float4(sum.x / kh / kw, sum.y / kh / kw, sum.z / kh / kw, sum.w / kh / kw);
+    } else {
+      out[v] = sum / kh / kw;
+    }
   }
 }
 
@@ -299,27 +351,67 @@ Status gather_tokens(void* out, DType out_dtype, const float* in, int64_t items,
 
 Status s2_merge_features(const S2MergeArgs& args, void* stream) {
   if (args.n_scales <= 0 || args.n_scales > kMaxS2Scales || args.g <= 0 || args.channels <= 0 ||
-      args.out_rows <= 0 || args.out_cols <= 0 || args.first_token < 0 ||
+      args.out_rows <= 0 || args.out_cols <= 0 || args.first_token < 0 || args.factor <= 0 ||
       args.first_token + args.g * args.g > args.item_stride) {
-    return invalid_argument("s2_merge_features: bad arguments (n_scales " +
-                            std::to_string(args.n_scales) + ", g " + std::to_string(args.g) +
-                            ", channels " + std::to_string(args.channels) + ", block grid " +
-                            std::to_string(args.out_rows) + "x" + std::to_string(args.out_cols) +
-                            ", item_stride " + std::to_string(args.item_stride) + ", first_token " +
-                            std::to_string(args.first_token) + ")");
+    return invalid_argument(
+        "s2_merge_features: bad arguments (n_scales " + std::to_string(args.n_scales) + ", g " +
+        std::to_string(args.g) + ", channels " + std::to_string(args.channels) + ", block grid " +
+        std::to_string(args.out_rows) + "x" + std::to_string(args.out_cols) + ", item_stride " +
+        std::to_string(args.item_stride) + ", first_token " + std::to_string(args.first_token) +
+        ", factor " + std::to_string(args.factor) + ")");
   }
+  S2Params p{};
+  int64_t tiles = 0, widest = 0;  // all tiles; widest resize input
   for (int s = 0; s < args.n_scales; ++s) {
     if (args.grid_h[s] <= 0 || args.grid_w[s] <= 0) {
       return invalid_argument("s2_merge_features: scale " + std::to_string(s) + " has a " +
                               std::to_string(args.grid_h[s]) + "x" +
                               std::to_string(args.grid_w[s]) + " tile grid");
     }
+    p.grid_h[s] = static_cast<int>(args.grid_h[s]);
+    p.grid_w[s] = static_cast<int>(args.grid_w[s]);
+    p.tile_base[s] = static_cast<int>(tiles);
+    tiles += args.grid_h[s] * args.grid_w[s];
+    widest = std::max(widest, std::max(args.grid_h[s], args.grid_w[s]) * args.g);
+  }
+  const int64_t G = (args.g + args.factor - 1) / args.factor;
+  const int64_t rows = args.out_rows * args.out_cols * G * G;
+  const int64_t parts = args.factor * args.factor * args.n_scales;
+  const int64_t out_side = std::max(args.out_rows, args.out_cols) * args.g;
+  // Everything in the kernel's 32-bit arithmetic: the window products (o + 1) * In, tile offsets.
+  constexpr int64_t kInt32Max = 0x7fffffff, kMaxGridY = 65535;
+  if (tiles * args.item_stride > kInt32Max || (out_side + 1) * widest > kInt32Max ||
+      rows > kInt32Max || parts > kMaxGridY || args.channels > kInt32Max) {
+    return invalid_argument("s2_merge_features: sizes beyond 32-bit indexing (" +
+                            std::to_string(tiles) + " tiles, map side " + std::to_string(out_side) +
+                            ")");
   }
   if (args.out == nullptr || args.features == nullptr) {
     return invalid_argument("s2_merge_features: null out or features");
   }
-  const int64_t n = args.out_rows * args.out_cols * args.g * args.g * args.n_scales * args.channels;
-  s2_merge_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(args, n);
+  p.features = args.features;
+  p.out = args.out;
+  p.item_stride = static_cast<int>(args.item_stride);
+  p.first_token = static_cast<int>(args.first_token);
+  p.g = static_cast<int>(args.g);
+  p.channels = static_cast<int>(args.channels);
+  p.n_scales = args.n_scales;
+  p.factor = static_cast<int>(args.factor);
+  p.sub_g = static_cast<int>(G);
+  p.out_rows = static_cast<int>(args.out_rows);
+  p.out_cols = static_cast<int>(args.out_cols);
+  p.out_h = static_cast<int>(args.out_rows * args.g);
+  p.out_w = static_cast<int>(args.out_cols * args.g);
+  p.raster = args.raster ? 1 : 0;
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(parts));
+  const auto s = static_cast<cudaStream_t>(stream);
+  const bool vec4 = args.channels % 4 == 0 && reinterpret_cast<uintptr_t>(args.out) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(args.features) % 16 == 0;
+  if (vec4) {
+    s2_merge_kernel<4><<<grid, kS2Threads, 0, s>>>(p);
+  } else {
+    s2_merge_kernel<1><<<grid, kS2Threads, 0, s>>>(p);
+  }
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -62,6 +62,18 @@ Status gather_tokens(void* out, DType out_dtype, const float* in, int64_t items,
 // then / kh / kw) to (out_rows*g, out_cols*g), and concatenate the scales along channels; then
 // split that map into out_rows*out_cols blocks, row-major:
 //   out (out_rows*out_cols, g*g, n_scales*C) fp32, block channel s*C + c = scale s's channel c.
+// Two optional rearrangements ride in the same pass (no extra kernels):
+//   factor k > 1  the projector's spatial-to-channel of each block (see spatial_to_channel): the
+//                 block's token (i, j), i, j < G = ceil(g / k), holds channels
+//                 (dr*k + dc)*K*C + s*C + c = block position (k*i + dr, k*j + dc), scale s,
+//                 channel c, zero where k*i + dr or k*j + dc >= g:
+//                   out (out_rows*out_cols, G*G, k*k*K*C)
+//   raster        rows in the order of the chessboard-merged map of the blocks instead of block
+//                 by block: token (i, j) of block (bi, bj) is row (bi*G + i) * out_cols*G +
+//                 bj*G + j. Everything after the spatial-to-channel in a projector is row-wise,
+//                 so the projected rows then come out in VILA's merge_chessboard order.
+// One CTA per (output row, spatial sub-position, scale); the window bounds are computed once per
+// CTA in 32-bit arithmetic and the threads walk the channels (float4 when C % 4 == 0).
 constexpr int kMaxS2Scales = 8;
 struct S2MergeArgs {
   float* out = nullptr;
@@ -74,6 +86,8 @@ struct S2MergeArgs {
   int64_t grid_h[kMaxS2Scales] = {};
   int64_t grid_w[kMaxS2Scales] = {};
   int64_t out_rows = 0, out_cols = 0;  // block grid of the resize scale
+  int64_t factor = 1;                  // spatial-to-channel k (1: none)
+  bool raster = false;                 // chessboard-merged row order
 };
 Status s2_merge_features(const S2MergeArgs& args, void* stream);
 

@@ -1,0 +1,223 @@
+// CudaVisionEncoder, the SigLIP side: device pointers of the weights, the activation buffers,
+// and the tower forward (pixels -> hidden_states[select_layer]). Host code only; see
+// vision_cuda_internal.h for the dimension legend.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "model/vision_cuda_internal.h"
+
+#ifdef VILA_WITH_CUDA
+#include "backend/cuda/device.h"
+#include "backend/cuda/flash_attention.h"
+#include "backend/cuda/layer_norm.h"
+#include "backend/cuda/vision_ops.h"
+#endif
+
+namespace vila {
+
+#ifdef VILA_WITH_CUDA
+
+using vision_cuda::align_up;
+using vision_cuda::DeviceLayer;
+using vision_cuda::DeviceStage;
+using vision_cuda::exact_sqrt;
+using vision_cuda::Geometry;
+using vision_cuda::LayerSlots;
+using vision_cuda::LinearSlot;
+using vision_cuda::StageGeom;
+
+// Resolves the layout's offsets into device pointers.
+Status CudaVisionEncoder::Impl::bind(DType dtype) {
+  char* base = weights.as<char>();
+  auto f32_at = [&](size_t offset) { return reinterpret_cast<const float*>(base + offset); };
+  auto resolve = [&](const LinearSlot& slot) {
+    cuda::DeviceLinearWeight d;
+    d.weight = base + slot.weight;
+    d.bias = slot.folded_bias ? nullptr : f32_at(slot.bias);
+    d.dtype = dtype;
+    d.out_features = slot.n;
+    d.in_features = slot.k;
+    return d;
+  };
+  patch = resolve(layout.patch);
+  pos = f32_at(layout.pos);
+  for (const LayerSlots& ls : layout.layers) {
+    layers.push_back({f32_at(ls.ln1_w), f32_at(ls.ln1_b), f32_at(ls.ln2_w), f32_at(ls.ln2_b),
+                      resolve(ls.qkv), resolve(ls.o), resolve(ls.fc1), resolve(ls.fc2)});
+  }
+  for (size_t i = 0; i < geo.stages.size(); ++i) {
+    DeviceStage& ds = stages.emplace_back();
+    ds.geom = geo.stages[i];
+    if (ds.geom.kind == ProjectorStageKind::kLayerNorm) {
+      ds.norm_w = f32_at(layout.stages[i].weight);
+      ds.norm_b = f32_at(layout.stages[i].bias);
+    } else if (ds.geom.kind == ProjectorStageKind::kLinear) {
+      ds.linear = resolve(layout.stages[i]);
+    }
+  }
+  return ok_status();
+}
+
+Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
+  if (n_tiles <= capacity) return ok_status();
+  const SiglipConfig& c = geo.tower;
+  const int64_t B = n_tiles, T = B * geo.patches, C = c.hidden, F = c.intermediate;
+  const int64_t es = dtype_bytes(dt(), 1);
+  // Widest projector activation per item (tokens x width), input included.
+  int64_t widest = geo.tokens * geo.vision.mm_hidden, t = geo.tokens;
+  for (const StageGeom& st : geo.stages) {
+    if (st.kind == ProjectorStageKind::kSpatialToChannel) {
+      const int64_t g = (exact_sqrt(t) + st.factor - 1) / st.factor;
+      t = g * g;
+    }
+    widest = std::max(widest, t * std::max(st.in_dim, st.out_dim));
+  }
+  const bool erf_mlp = c.act == cpu::GeluApprox::kErf;
+  const std::vector<std::pair<void**, int64_t>> fixed = {
+      {reinterpret_cast<void**>(&pixels), B * c.n_channels * c.image_size * c.image_size * 4},
+      {reinterpret_cast<void**>(&x), T * C * 4}};
+  const std::vector<std::pair<void**, int64_t>> tower = {
+      {&cols, T * geo.patch_k_pad * es},
+      {&xn, T * geo.ln_stride * es},
+      {&qkv, T * 3 * C * es},
+      {&attn, T * C * es},
+      {&mlp, T * F * es},
+      {reinterpret_cast<void**>(&mlp32), erf_mlp ? T * F * 4 : 0}};
+  const std::vector<std::pair<void**, int64_t>> projector = {
+      // S2 rows after a fused spatial-to-channel (padded to k*G per side) fit `widest` too.
+      {reinterpret_cast<void**>(&blocks), B * widest * 4},
+      {reinterpret_cast<void**>(&pa), B * widest * 4},
+      {reinterpret_cast<void**>(&pb), B * widest * 4},
+      {&p16, B * widest * es}};
+  auto bytes_of = [](const std::vector<std::pair<void**, int64_t>>& list) {
+    size_t total = 0;
+    for (const auto& [ptr, bytes] : list) total += align_up(static_cast<size_t>(bytes));
+    return total;
+  };
+  const size_t region = std::max(bytes_of(tower), bytes_of(projector));
+  activations = cuda::DeviceBuffer();  // free the old one first
+  capacity = 0;
+  VILA_ASSIGN_OR_RETURN(activations, cuda::DeviceBuffer::create(bytes_of(fixed) + region));
+  auto carve = [](char* at, const std::vector<std::pair<void**, int64_t>>& list) {
+    for (const auto& [ptr, bytes] : list) {
+      *ptr = bytes > 0 ? at : nullptr;
+      at += align_up(static_cast<size_t>(bytes));
+    }
+    return at;
+  };
+  char* shared = carve(activations.as<char>(), fixed);
+  carve(shared, tower);
+  carve(shared, projector);
+  capacity = n_tiles;
+  return ok_status();
+}
+
+// Upload + embeddings + the layers that run: x (B*P, C) holds hidden_states[select_layer].
+Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_tiles) {
+  const SiglipConfig& c = geo.tower;
+  const int64_t B = n_tiles, S = c.image_size, rows = B * geo.patches;
+  VILA_RETURN_IF_ERROR(ensure_capacity(B));
+  const auto t0 = std::chrono::steady_clock::now();
+  VILA_RETURN_IF_ERROR(cuda::copy_to_device(  // pageable: returns once the host copy is done
+      pixels, host_tiles, static_cast<size_t>(B * c.n_channels * S * S) * 4, s()));
+  upload_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (timer) add_stage("upload (host wall)", upload_ms);
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(cuda::im2col_patches(cols, dt(), geo.patch_k_pad, pixels, B, c.n_channels, S,
+                                            c.patch_size, s()));  // (T, Kpad)
+  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, false, false, geo.patch_k));
+  VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
+  VILA_RETURN_IF_ERROR(cuda::set_bias_columns(xn, dt(), rows, geo.ln_stride, c.hidden, s()));
+  VILA_RETURN_IF_ERROR(end("siglip.embed"));
+  for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, B));
+  return ok_status();
+}
+
+Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_tiles) {
+  const SiglipConfig& c = geo.tower;
+  const int64_t P = geo.patches, rows = n_tiles * P, C = c.hidden, F = c.intermediate;
+  const int64_t Hh = c.n_heads, D = c.head_dim(), es = dtype_bytes(dt(), 1);
+  const auto eps = static_cast<float>(c.ln_eps);
+
+  // Attention block: x += o(attention(qkv(LN1(x)))).
+  const int64_t Cb = geo.ln_stride;
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), Cb, x, w.ln1_w, w.ln1_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(end("siglip.ln1"));
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, false, false, C));  // (T, 3C): q | k | v
+  VILA_RETURN_IF_ERROR(end("siglip.qkv"));
+  cuda::DenseAttentionArgs a;
+  a.out = attn;  // (T, C)
+  a.out_row_stride = C;
+  a.q = qkv;
+  a.k = static_cast<const char*>(qkv) + C * es;
+  a.v = static_cast<const char*>(qkv) + 2 * C * es;
+  a.q_row_stride = a.k_row_stride = a.v_row_stride = 3 * C;
+  a.batch = static_cast<int>(n_tiles);
+  a.seq = static_cast<int>(P);
+  a.n_head = a.n_head_kv = static_cast<int>(Hh);
+  a.head_dim = static_cast<int>(D);
+  a.causal = false;
+  a.scale = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
+  a.dtype = dt();
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, s()));
+  VILA_RETURN_IF_ERROR(end("siglip.attention"));
+  flops +=
+      4.0 * static_cast<double>(n_tiles) * static_cast<double>(P * P) * static_cast<double>(Hh * D);
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, attn, rows, w.o, true, false));  // x += o(attn)
+  VILA_RETURN_IF_ERROR(end("siglip.o"));
+
+  // MLP block: x += fc2(gelu(fc1(LN2(x)))).
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), Cb, x, w.ln2_w, w.ln2_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(end("siglip.ln2"));
+  VILA_RETURN_IF_ERROR(begin());
+  if (c.act == cpu::GeluApprox::kTanh) {
+    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, false, true, C));  // (T, F) + GELU
+  } else {  // erf GELU after an fp32 GEMM (the bias is already in)
+    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, false, false, C));
+    VILA_RETURN_IF_ERROR(cuda::gelu_bias(mlp, dt(), mlp32, nullptr, rows, F, false, s()));
+  }
+  VILA_RETURN_IF_ERROR(end("siglip.fc1"));
+  VILA_RETURN_IF_ERROR(begin());
+  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, mlp, rows, w.fc2, true, false));  // x += fc2(h)
+  return end("siglip.fc2");
+}
+
+Status CudaVisionEncoder::tower_forward(const float* tiles, int64_t n_tiles,
+                                        std::vector<float>& out) {
+  Impl& m = *impl_;
+  const Geometry& g = m.geo;
+  if (n_tiles <= 0 || tiles == nullptr) {
+    return invalid_argument("cuda vision tower_forward: need tiles and n_tiles > 0");
+  }
+  VILA_RETURN_IF_ERROR(cuda::set_device(m.options.device));
+  m.flops = 0;
+  VILA_RETURN_IF_ERROR(m.run_tower(tiles, n_tiles));
+  const int64_t C = g.tower.hidden;
+  const float* src = m.x;
+  if (g.first_token > 0) {  // "patch": drop token 0 of every tile
+    VILA_RETURN_IF_ERROR(cuda::gather_tokens(m.blocks, DType::kF32, m.x, n_tiles, g.patches,
+                                             g.first_token, g.tokens, C, 1, m.s()));
+    src = m.blocks;
+  }
+  out.resize(static_cast<size_t>(n_tiles * g.tokens * C));
+  return cuda::copy_to_host(out.data(), src, out.size() * 4, m.s());
+}
+
+#else  // !VILA_WITH_CUDA
+
+Status CudaVisionEncoder::tower_forward(const float*, int64_t, std::vector<float>&) {
+  return unimplemented("CudaVisionEncoder: built without CUDA");
+}
+
+#endif  // VILA_WITH_CUDA
+
+}  // namespace vila
