@@ -11,6 +11,9 @@ namespace vila::train {
 
 namespace {
 
+// Copies of the chat template's text counted for the tokenizer (enough to win every merge).
+constexpr int64_t kTemplateCountCap = 5000;
+
 // Text documents of the `text` source: "gcide", "brown" or a file path.
 StatusOr<std::vector<data::Sample>> text_source(const TrainConfig& config,
                                                 data::LoadReport* report) {
@@ -79,13 +82,22 @@ Status train_run_tokenizer(const std::vector<data::Sample>& samples, int64_t voc
   options.vocab_size = static_cast<int32_t>(vocab_size);
   options.special_tokens = run_special_tokens();
   VILA_ASSIGN_OR_RETURN(tok::BpeTrainer trainer, tok::BpeTrainer::create(options));
+  int64_t conversations = 0;
   for (const data::Sample& s : samples) {
     for (const data::Segment& seg : s.segments) {
       if (!seg.is_image()) trainer.add_text(seg.text);
     }
+    conversations += s.kind == data::SampleKind::kConversation ? 1 : 0;
   }
-  // The chat template's own words (system prompt, role names) are text the model reads too.
-  trainer.add_text("system\nYou are a helpful assistant\nuser\nassistant\n");
+  // The chat template's own text (system prompt, role names) is read in every conversation, so it
+  // counts as often as conversations occur: it then merges into a few tokens, and every sample
+  // gets shorter. (Special tokens are cut out before counting.)
+  ChatTemplate chat;
+  chat.kind = ChatTemplateKind::kQwen2;
+  const std::string frame = chat.render_user_turn("") + chat.end_of_turn() + "\n";
+  for (int64_t i = 0; i < std::min<int64_t>(conversations, kTemplateCountCap); ++i) {
+    trainer.add_text(frame);
+  }
   VILA_ASSIGN_OR_RETURN(tok::BpeTrainResult result, trainer.train());
   return tok::write_bpe_tokenizer(result, dir);
 }

@@ -35,9 +35,12 @@ constexpr int kMaxSkipsInARow = 10;
 constexpr double kTimeBudgetShare = 0.95;
 constexpr int kPlanTrials = 3;
 constexpr double kStepOverhead = 1.1;
-// A time-limited run re-plans once, after this many steps, from their measured pace (only ever
-// fewer steps), so that the schedule ends when the budget does.
+// A time-limited run re-plans after kReplanAt steps and then every kReplanEvery, from the pace
+// measured so far in this process (only ever fewer steps), so that the schedule (warmup + decay)
+// ends when the budget does even when the machine gets slower.
 constexpr int64_t kReplanAt = 40;
+constexpr int64_t kReplanEvery = 200;
+constexpr double kReplanMinShrink = 0.99;  // smaller changes are not worth a new schedule
 
 Status write_text(const std::string& path, const std::string& text) {
   return write_file_atomic(path, text.data(), text.size());
@@ -107,7 +110,7 @@ struct Trainer::Impl {
   Status setup_model(const std::string& resume_dir);
   Status plan_steps();
   Status set_total_steps(int64_t total);
-  Status replan(double budget_s);
+  Status replan(double budget_s, double start_elapsed, int64_t steps_this_run);
   Status restore(const std::string& dir);
   StatusOr<std::string> save();
   Status evaluate(const std::string& checkpoint);
@@ -251,11 +254,13 @@ Status Trainer::Impl::set_total_steps(int64_t total) {
   return ok_status();
 }
 
-Status Trainer::Impl::replan(double budget_s) {
+Status Trainer::Impl::replan(double budget_s, double start_elapsed, int64_t steps_this_run) {
   const double elapsed = elapsed_now();
-  const double per_step = elapsed / static_cast<double>(step);
+  const double per_step = (elapsed - start_elapsed) / static_cast<double>(steps_this_run);
   const auto fit = step + static_cast<int64_t>((budget_s * kTimeBudgetShare - elapsed) / per_step);
-  if (fit >= total_steps) return ok_status();
+  if (static_cast<double>(fit) >= kReplanMinShrink * static_cast<double>(total_steps)) {
+    return ok_status();
+  }
   std::ostringstream msg;
   msg.precision(3);
   msg << "plan: " << std::max(fit, step + 1) << " steps (measured " << per_step * 1e3
@@ -397,6 +402,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const TrainConfig& config,
 Status Trainer::run() {
   Impl& m = *impl_;
   m.run_start = Clock::now();
+  const double start_elapsed = m.elapsed_before;
   const double budget_s = m.config.minutes * 60.0;
   int64_t steps_this_run = 0;
   int skips_in_a_row = 0;
@@ -486,8 +492,9 @@ Status Trainer::run() {
                  {"tokens_per_s", sm.tokens_per_s}, {"time", elapsed},
                  {"skipped", sm.skipped ? 1.0 : 0.0}}));
     if (m.callbacks.on_step) m.callbacks.on_step(sm);
-    if (m.config.steps == 0 && steps_this_run == kReplanAt && m.step == kReplanAt) {
-      VILA_RETURN_IF_ERROR(m.replan(budget_s));
+    if (m.config.steps == 0 && steps_this_run >= kReplanAt &&
+        (steps_this_run - kReplanAt) % kReplanEvery == 0) {
+      VILA_RETURN_IF_ERROR(m.replan(budget_s, start_elapsed, steps_this_run));
     }
     const bool ckpt = m.config.checkpoint_every > 0 && m.step % m.config.checkpoint_every == 0;
     const bool eval = m.config.eval_every > 0 && m.step % m.config.eval_every == 0;

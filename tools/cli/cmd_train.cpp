@@ -1,13 +1,18 @@
 // vila train --config FILE [--resume] [--output DIR] [--steps N] [--minutes M]
-// vila eval --model DIR [--data fashion | FILE.jsonl] [--samples N]
+// vila eval --model DIR [--data fashion | fewshot | gcide | brown | text:FILE | FILE.jsonl]
+//           [--samples N] [--shots K] [--hint] [--json]
 // Training runs the loop of train/trainer.h with a progress bar; eval asks a saved model the
-// questions of a set through the inference path (train/eval.h) and prints its accuracy.
+// questions of a set through the inference path (train/eval.h) and prints its accuracy, or
+// (train/eval_text.h) its held-out text loss in nats/token (gcide, brown, text:FILE) or its
+// few-shot accuracy on held-out interleaved Fashion-MNIST documents (fewshot).
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "cli_common.h"
 #include "data/fashion_mnist.h"
 #include "train/eval.h"
+#include "train/eval_text.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 #include "train_common.h"
@@ -60,7 +65,37 @@ struct EvalArgs {
   int64_t samples = 500;
   int64_t examples = 4;
   std::string work_dir;
+  int shots = 4;
+  bool hint = false;
+  bool json = false;
+  int64_t max_tokens = 512;
+  uint64_t seed = 0;
 };
+
+bool is_text_source(const std::string& data) {
+  return data == "gcide" || data == "brown" || data.rfind("text:", 0) == 0;
+}
+
+// Held-out text loss: "text loss: X nats/token", or one JSON object with --json.
+int run_text_eval(VilaModel& model, const EvalArgs& args) {
+  auto docs = train::held_out_text(args.data, args.samples);
+  if (!docs.ok()) return report_error(docs.status());
+  auto loss = train::eval_text_loss(model.llm(), model.tokenizer(), *docs, args.max_tokens);
+  if (!loss.ok()) return report_error(loss.status());
+  if (args.json) {
+    const nlohmann::json j = {{"data", args.data},
+                              {"text_loss", loss->mean()},
+                              {"documents", loss->documents},
+                              {"tokens", loss->tokens},
+                              {"seconds", loss->seconds}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("text loss: %.4f nats/token (%lld documents, %lld tokens of %s)\n", loss->mean(),
+                static_cast<long long>(loss->documents), static_cast<long long>(loss->tokens),
+                args.data.c_str());
+  }
+  return 0;
+}
 
 int run_eval(const EvalArgs& args) {
   auto model = load_model_with_progress(args.model, "");
@@ -71,8 +106,20 @@ int run_eval(const EvalArgs& args) {
   options.work_dir = args.work_dir.empty()
                          ? (std::filesystem::temp_directory_path() / "vila_eval_images").string()
                          : args.work_dir;
+  if (is_text_source(args.data)) return run_text_eval(**model, args);
   StatusOr<train::EvalResult> result = internal_error("eval: not run");
-  if (args.data == "fashion") {
+  if (args.data == "fewshot") {
+    auto test = data::load_fashion_split(data::kFashionMnistDir, "t10k");
+    if (!test.ok()) return report_error(test.status());
+    train::FewShotOptions fs;
+    fs.shots = args.shots;
+    fs.include_query_class = args.hint;
+    fs.samples = args.samples;
+    fs.examples = args.examples;
+    fs.work_dir = options.work_dir;
+    fs.seed = args.seed;
+    result = train::eval_few_shot(**model, *test, fs);
+  } else if (args.data == "fashion") {
     auto test = data::load_fashion_split(data::kFashionMnistDir, "t10k");
     if (!test.ok()) return report_error(test.status());
     result = train::eval_fashion(**model, *test, options);
@@ -80,7 +127,22 @@ int run_eval(const EvalArgs& args) {
     result = train::eval_conversations(**model, args.data, options);
   }
   if (!result.ok()) return report_error(result.status());
-  print_eval(*result, args.data == "fashion" ? "held-out Fashion-MNIST images" : args.data);
+  if (args.json) {
+    nlohmann::json j = {{"data", args.data},
+                        {"accuracy", result->accuracy()},
+                        {"correct", result->correct},
+                        {"total", result->total},
+                        {"seconds", result->seconds}};
+    if (args.data == "fewshot") {
+      j["shots"] = args.shots;
+      j["hint"] = args.hint;
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  print_eval(*result, args.data == "fashion"   ? "held-out Fashion-MNIST images"
+                      : args.data == "fewshot" ? "held-out few-shot documents"
+                                               : args.data);
   return 0;
 }
 
@@ -104,9 +166,19 @@ void add_train_command(CLI::App& app, int& exit_code) {
   CLI::App* ecmd = app.add_subcommand("eval", "Accuracy of a saved model on a question set");
   ecmd->add_option("--model", eargs->model, "Model folder")->required();
   ecmd->add_option("--data", eargs->data,
-                   "'fashion' (held-out Fashion-MNIST, 'What is this?') or a conversation JSONL "
-                   "whose last assistant turn is the expected answer");
-  ecmd->add_option("--samples", eargs->samples, "Questions asked")->check(CLI::PositiveNumber);
+                   "'fashion' (held-out Fashion-MNIST, 'What is this?'), 'fewshot' (held-out "
+                   "interleaved few-shot documents, raw prompt), 'gcide' | 'brown' | 'text:FILE' "
+                   "(held-out text loss, nats/token) or a conversation JSONL whose last "
+                   "assistant turn is the expected answer");
+  ecmd->add_option("--samples", eargs->samples, "Questions (or text documents)")
+      ->check(CLI::PositiveNumber);
+  ecmd->add_option("--shots", eargs->shots, "fewshot: solved examples before the query")
+      ->check(CLI::Range(0, 16));
+  ecmd->add_flag("--hint", eargs->hint, "fewshot: one example shows the query's class");
+  ecmd->add_option("--seed", eargs->seed, "fewshot: seed of the documents");
+  ecmd->add_option("--max-tokens", eargs->max_tokens, "text: ids per document at most")
+      ->check(CLI::Range(2, 1 << 20));
+  ecmd->add_flag("--json", eargs->json, "Print one JSON object");
   ecmd->add_option("--examples", eargs->examples, "Answers printed");
   ecmd->add_option("--work-dir", eargs->work_dir, "Where Fashion-MNIST images are written");
   ecmd->callback([eargs, &exit_code] { exit_code = run_eval(*eargs); });
