@@ -21,9 +21,10 @@ if [ "${1:-}" = "pack" ]; then
   BUILD="${BUILD:-build/cuda}"
   cp "$BUILD/tests/vila_cuda_tests" "$BUILD/bin/vila" "$DEST/"
   cp .devdata/cu/libs.tar.xz "$DEST/"
-  # vila links FreeType (the plot command) since libs.tar.xz was made: carry it and its deps too.
+  # vila links FreeType (plot) and yaml-cpp (train configs) since libs.tar.xz was made: carry them.
   mkdir -p "$DEST/lib"
-  for l in libfreetype.so.6 libbrotlidec.so.1 libbrotlicommon.so.1 libbz2.so.1.0 libz.so.1; do
+  for l in libfreetype.so.6 libbrotlidec.so.1 libbrotlicommon.so.1 libbz2.so.1.0 libz.so.1 \
+           libyaml-cpp.so.0.7; do
     cp -L "/lib/x86_64-linux-gnu/$l" "$DEST/lib/"
   done
   strip "$DEST/vila_cuda_tests" "$DEST/vila" 2>/dev/null

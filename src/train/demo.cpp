@@ -15,7 +15,7 @@ TrainConfig demo_config(const DemoOptions& options) {
   c.fashion_question = 6000;
   c.data_seed = options.seed;
   c.stage = TrainStage::kSft;
-  c.lr = 2e-3;
+  c.lr = 3e-3;
   c.weight_decay = 0.01;
   c.schedule = "cosine";
   c.warmup_ratio = 0.03;

@@ -1,5 +1,9 @@
+// Preprocessing config loading and VILA's image preprocessing (tiling, then per-channel
+// rescale + normalisation into (tiles, 3, S, S) fp32); the resizes and the normalisation of all
+// tile rows run on the vision thread pool, bit-identical to one thread.
 #include "vision/preprocess.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -9,6 +13,8 @@
 
 namespace vila {
 namespace {
+
+constexpr int64_t kMinParallelRows = 16;  // rows below which normalising stays on one thread
 
 bool is_dynamic_s2(const PreprocessConfig& c) {
   return c.image_aspect_ratio.find("dynamic_s2") != std::string::npos;
@@ -153,17 +159,14 @@ StatusOr<PreprocessConfig> load_preprocess_config(const std::string& model_dir) 
   return c;
 }
 
-Status normalize_tile(const Image& tile, const PreprocessConfig& config, float* out) {
+namespace {
+
+// Rows [y0, y1) of one s x s tile (s, s, 3) uint8 into out (3, s, s) fp32 (rescale, normalise).
+void normalize_rows(const Image& tile, const PreprocessConfig& config, int y0, int y1, float* out) {
   const int s = config.image_size;
-  Image resized;
-  const Image* src = &tile;
-  if (tile.width != s || tile.height != s) {
-    VILA_ASSIGN_OR_RETURN(resized, resize_bicubic(tile, s, s));
-    src = &resized;
-  }
   const size_t plane = static_cast<size_t>(s) * s;
-  for (int y = 0; y < s; ++y) {
-    const uint8_t* row = src->row(y);
+  for (int y = y0; y < y1; ++y) {
+    const uint8_t* row = tile.row(y);
     for (int x = 0; x < s; ++x) {
       for (int c = 0; c < 3; ++c) {
         float v = static_cast<float>(row[3 * x + c]);
@@ -173,6 +176,21 @@ Status normalize_tile(const Image& tile, const PreprocessConfig& config, float* 
       }
     }
   }
+}
+
+}  // namespace
+
+Status normalize_tile(const Image& tile, const PreprocessConfig& config, float* out) {
+  const int s = config.image_size;
+  Image resized;
+  const Image* src = &tile;
+  if (tile.width != s || tile.height != s) {
+    VILA_ASSIGN_OR_RETURN(resized, resize_bicubic(tile, s, s));
+    src = &resized;
+  }
+  vision_parallel_for(s, kMinParallelRows, [&](int64_t y0, int64_t y1) {
+    normalize_rows(*src, config, static_cast<int>(y0), static_cast<int>(y1), out);
+  });
   return ok_status();
 }
 
@@ -210,11 +228,25 @@ StatusOr<PreprocessedImage> preprocess_image(const Image& image, const Preproces
   }
   out.num_tiles = static_cast<int>(tiles.size());
   out.tile_size = s;
-  out.data.resize(tiles.size() * 3 * static_cast<size_t>(s) * s);
-  for (size_t i = 0; i < tiles.size(); ++i) {
-    VILA_RETURN_IF_ERROR(
-        normalize_tile(tiles[i], config, out.data.data() + i * 3 * static_cast<size_t>(s) * s));
+  // Tiles not yet s x s ("resize", multi-image) are resized first (each resize is parallel);
+  // then every (tile, row) pair is normalised in parallel into (num_tiles, 3, s, s).
+  for (Image& tile : tiles) {
+    if (tile.width != s || tile.height != s) {
+      VILA_ASSIGN_OR_RETURN(tile, resize_bicubic(tile, s, s));
+    }
   }
+  const size_t tile_floats = 3 * static_cast<size_t>(s) * s;
+  out.data.resize(tiles.size() * tile_floats);
+  const int64_t n_rows = static_cast<int64_t>(tiles.size()) * s;
+  vision_parallel_for(n_rows, kMinParallelRows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1;) {  // rows r .. of tile r / s, up to the tile's end or r1
+      const int64_t t = r / s;
+      const int y0 = static_cast<int>(r - t * s);
+      const int y1 = static_cast<int>(std::min<int64_t>(r1 - t * s, s));
+      normalize_rows(tiles[t], config, y0, y1, out.data.data() + t * tile_floats);
+      r = t * s + y1;
+    }
+  });
   return out;
 }
 

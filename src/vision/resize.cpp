@@ -3,16 +3,45 @@
 // Per output sample, filter weights are evaluated in double, normalised to sum 1, then rounded
 // half away from zero to 22-bit fixed point; accumulation starts at the 0.5 bias and the result
 // is clipped to 0..255 after an arithmetic shift. Written from the algorithm, not copied.
+// Parallel: output rows of each pass in chunks over vision_parallel_for (rows are independent).
 #include "vision/resize.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
+
 namespace vila {
+
+void vision_parallel_for(int64_t n, int64_t min_parallel,
+                         const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  static ThreadPool pool([] {
+    const char* env = std::getenv("VILA_NUM_THREADS");
+    return env != nullptr ? std::atoi(env) : 0;
+  }());
+  static std::mutex busy;  // one parallel_for at a time; others (and nested calls) run inline
+  if (n < min_parallel || pool.size() == 1) {
+    fn(0, n);
+    return;
+  }
+  std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    fn(0, n);
+    return;
+  }
+  pool.parallel_for(n, fn);
+}
+
 namespace {
+
+// Rows per pass below which threads cost more than they save.
+constexpr int64_t kMinParallelRows = 16;
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
@@ -97,47 +126,51 @@ StatusOr<Image> resize_bicubic(const Image& src, int width, int height) {
   int row_offset = 0;  // vertical bounds are relative to this source row
   if (need_horizontal) {
     const Coefficients horiz = compute_coefficients(src.width, width);
-    temp = Image(width, ybox_last - ybox_first);
-    for (int yy = 0; yy < temp.height; ++yy) {
-      const uint8_t* s = src.row(yy + ybox_first);
-      uint8_t* d = temp.row(yy);
-      for (int xx = 0; xx < width; ++xx) {
-        const int xmin = horiz.first[xx];
-        const int n = horiz.count[xx];
-        const int32_t* k = &horiz.k[static_cast<size_t>(xx) * horiz.ksize];
-        int32_t s0 = kBias, s1 = kBias, s2 = kBias;
-        for (int x = 0; x < n; ++x) {
-          const uint8_t* p = s + 3 * (x + xmin);
-          s0 += p[0] * k[x];
-          s1 += p[1] * k[x];
-          s2 += p[2] * k[x];
+    temp = Image(width, ybox_last - ybox_first);  // (rows the vertical pass reads, width, 3)
+    vision_parallel_for(temp.height, kMinParallelRows, [&](int64_t y0, int64_t y1) {
+      for (int64_t yy = y0; yy < y1; ++yy) {
+        const uint8_t* s = src.row(static_cast<int>(yy) + ybox_first);
+        uint8_t* d = temp.row(static_cast<int>(yy));
+        for (int xx = 0; xx < width; ++xx) {
+          const int xmin = horiz.first[xx];
+          const int n = horiz.count[xx];
+          const int32_t* k = &horiz.k[static_cast<size_t>(xx) * horiz.ksize];
+          int32_t s0 = kBias, s1 = kBias, s2 = kBias;
+          for (int x = 0; x < n; ++x) {
+            const uint8_t* p = s + 3 * (x + xmin);
+            s0 += p[0] * k[x];
+            s1 += p[1] * k[x];
+            s2 += p[2] * k[x];
+          }
+          d[3 * xx] = clip8(s0);
+          d[3 * xx + 1] = clip8(s1);
+          d[3 * xx + 2] = clip8(s2);
         }
-        d[3 * xx] = clip8(s0);
-        d[3 * xx + 1] = clip8(s1);
-        d[3 * xx + 2] = clip8(s2);
       }
-    }
+    });
     in = &temp;
     row_offset = ybox_first;
   }
   if (!need_vertical) return temp;
 
-  Image out(in->width, height);
+  Image out(in->width, height);  // (height, width, 3)
   const int rowlen = in->width * 3;
-  std::vector<int32_t> acc(rowlen);
-  for (int yy = 0; yy < height; ++yy) {
-    const int ymin = vert.first[yy] - row_offset;
-    const int n = vert.count[yy];
-    const int32_t* k = &vert.k[static_cast<size_t>(yy) * vert.ksize];
-    std::fill(acc.begin(), acc.end(), kBias);
-    for (int y = 0; y < n; ++y) {
-      const uint8_t* s = in->row(y + ymin);
-      const int32_t ky = k[y];
-      for (int i = 0; i < rowlen; ++i) acc[i] += s[i] * ky;
+  vision_parallel_for(height, kMinParallelRows, [&](int64_t y0, int64_t y1) {
+    std::vector<int32_t> acc(rowlen);  // one output row, 22-bit fixed point
+    for (int64_t yy = y0; yy < y1; ++yy) {
+      const int ymin = vert.first[yy] - row_offset;
+      const int n = vert.count[yy];
+      const int32_t* k = &vert.k[static_cast<size_t>(yy) * vert.ksize];
+      std::fill(acc.begin(), acc.end(), kBias);
+      for (int y = 0; y < n; ++y) {
+        const uint8_t* s = in->row(y + ymin);
+        const int32_t ky = k[y];
+        for (int i = 0; i < rowlen; ++i) acc[i] += s[i] * ky;
+      }
+      uint8_t* d = out.row(static_cast<int>(yy));
+      for (int i = 0; i < rowlen; ++i) d[i] = clip8(acc[i]);
     }
-    uint8_t* d = out.row(yy);
-    for (int i = 0; i < rowlen; ++i) d[i] = clip8(acc[i]);
-  }
+  });
   return out;
 }
 

@@ -1,6 +1,7 @@
 // BatchBuilder: greedy in-order packing of encoded Fashion-MNIST samples (caption, question,
 // two-image compare, few-shot documents) into PackedBatch: boundaries, segments, targets, image
 // rows and pixels, skip counters (too long, bad image) and determinism.
+#include "fashion_test_util.h"
 #include "train/batching.h"
 
 #include <gtest/gtest.h>
@@ -25,18 +26,7 @@ using data::Segment;
 
 constexpr int64_t kTi = 4;  // visual rows per image in these tests (kept small)
 
-data::FashionSplit synthetic_split(int64_t count, uint32_t seed) {
-  data::FashionSplit split;
-  split.name = "synthetic";
-  split.count = count;
-  std::mt19937 rng(seed);
-  split.pixels.resize(static_cast<size_t>(count) * data::kFashionSide * data::kFashionSide);
-  for (uint8_t& p : split.pixels) p = static_cast<uint8_t>(rng() & 255);
-  for (int64_t i = 0; i < count; ++i) {
-    split.labels.push_back(static_cast<uint8_t>(i % data::kFashionClasses));
-  }
-  return split;
-}
+using testing::synthetic_split;
 
 PreprocessConfig small_tiles() {
   PreprocessConfig pre;

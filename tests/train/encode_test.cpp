@@ -3,6 +3,7 @@
 // VilaModel::build_prompt's on the fixture checkpoints, and a Fashion-MNIST image saved as PNG and
 // preprocessed by inference gives the tile FashionImageSource gives. Then targets (shifted,
 // answer + end-of-turn only, multi-turn, documents), and the errors.
+#include "fashion_test_util.h"
 #include "train/encode.h"
 
 #include <gtest/gtest.h>
@@ -74,19 +75,7 @@ void write_grey_png(const std::string& path, const uint8_t* grey, int w, int h) 
   std::ofstream(path, std::ios::binary) << png;
 }
 
-// A synthetic Fashion-MNIST split: `count` random images, labels i % 10.
-data::FashionSplit synthetic_split(int64_t count, uint32_t seed) {
-  data::FashionSplit split;
-  split.name = "synthetic";
-  split.count = count;
-  std::mt19937 rng(seed);
-  split.pixels.resize(static_cast<size_t>(count) * data::kFashionSide * data::kFashionSide);
-  for (uint8_t& p : split.pixels) p = static_cast<uint8_t>(rng() & 255);
-  for (int64_t i = 0; i < count; ++i) {
-    split.labels.push_back(static_cast<uint8_t>(i % data::kFashionClasses));
-  }
-  return split;
-}
+using testing::synthetic_split;
 
 Sample caption_sample(std::vector<ImageRef> images, const std::string& question,
                       const std::string& answer) {

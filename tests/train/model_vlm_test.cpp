@@ -57,7 +57,7 @@ TEST(TrainModel, PresetsAndParameterCount) {
   EXPECT_LT(t.parameter_count(), 10000);
   EXPECT_EQ(t.tokens_per_image(), 4);
   const VlmConfig f = vlm_preset("fashion").value();
-  EXPECT_EQ(f.tokens_per_image(), 16);
+  EXPECT_EQ(f.tokens_per_image(), 4);  // 4 x 4 patches of 7 px, 2 x 2 projector
   EXPECT_FALSE(vlm_preset("huge").ok());
 }
 

@@ -3,10 +3,11 @@
 //   decode      the image file -> RGB (load_image: libjpeg-turbo / libpng, as Pillow decodes)
 //   preprocess  VILA's tiling (dynamic S2: the 448 and 896 scales + the aspect-ratio grid of the
 //               1344 scale; NVILA-Lite: the grid + a thumbnail) and normalisation, on the CPU
-//   vision      CudaVisionEncoder::encode: pixel upload + SigLIP (tower), then S2 merge +
-//               projector + download (projector), reported separately
-//   splice      the template and question embeddings (LlmEngine::embed) around the visual rows
-//   prefill     LlmEngine::prefill of the whole prompt (upload included), logits of the last row
+//   vision      CudaVisionEncoder::encode_device: pixel upload + SigLIP (tower), then S2 merge +
+//               projector (projector), reported separately; the rows stay on the GPU
+//   splice      the template and question embeddings (LlmEngine::embed, uploaded) and the visual
+//               rows (device to device) into one device prompt buffer (allocated once)
+//   prefill     LlmEngine::prefill_device of the whole prompt, logits of the last row
 //   first token argmax of those logits on the host
 // The prompt is VILA's qwen2 chat template around the image and a question of question_tokens
 // tokens (fixed Qwen2 ids: the benchmark has no tokenizer): 13 template tokens, then per media
@@ -18,8 +19,10 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <string>
 #include <vector>
 
+#include "backend/cuda/memory.h"
 #include "model/vision_cuda.h"
 #include "vision/image.h"
 #include "vision/preprocess.h"
@@ -105,8 +108,15 @@ struct OneRun {
   int32_t token = -1;
 };
 
+// Device memory of the prompt: (max prompt tokens, C) fp32 rows, and the stream the splice
+// copies run on. Made once, as a serving loop keeps them.
+struct PromptBuffer {
+  cuda::DeviceBuffer rows;
+  cuda::Stream stream;
+};
+
 StatusOr<OneRun> run_once(const CudaBenchArgs& args, const PreprocessConfig& pcfg,
-                          CudaVisionEncoder& vision, LlmEngine& engine) {
+                          CudaVisionEncoder& vision, LlmEngine& engine, PromptBuffer& prompt) {
   OneRun r;
   const int64_t C = engine.config().hidden, V = engine.config().vocab_size;
   const auto t_start = Clock::now();
@@ -130,13 +140,14 @@ StatusOr<OneRun> run_once(const CudaBenchArgs& args, const PreprocessConfig& pcf
   // NVILA-Lite encodes every tile as its own media item; one batch of all tiles without an S2
   // grid gives the same rows in the same order (VisionEncoder's non-S2 path).
   vision.reset_timings();
-  VILA_ASSIGN_OR_RETURN(std::vector<float> visual, vision.encode(tiles, &r.visual_tokens));
+  VILA_ASSIGN_OR_RETURN(CudaVisionEncoder::DeviceRows visual, vision.encode_device(tiles));
+  r.visual_tokens = visual.n_tokens;
   r.ms["vision_tower"] = vision.timings().tower_ms;
   r.ms["vision_projector"] = vision.timings().projector_ms;
   r.tower_flops = vision.last_flops();
 
-  // (n, C) fp32 prompt rows: template, media items (rows + "\n" end token [+ "\n" text]),
-  // question, assistant opening.
+  // (n, C) fp32 device prompt rows: template, media items (rows + "\n" end token [+ "\n"
+  // text]), question, assistant opening.
   t0 = Clock::now();
   const bool lite = is_lite(args.model_shape);
   const int64_t items = lite ? r.tiles : 1;
@@ -153,27 +164,42 @@ StatusOr<OneRun> run_once(const CudaBenchArgs& args, const PreprocessConfig& pcf
   VILA_RETURN_IF_ERROR(engine.embed(ids.data(), static_cast<int64_t>(ids.size()), text.data()));
   const int64_t newline_rows = lite ? 2 : 1;
   r.prompt_tokens = static_cast<int64_t>(ids.size()) - 1 + r.visual_tokens + items * newline_rows;
-  std::vector<float> embeds;
-  embeds.reserve(static_cast<size_t>(r.prompt_tokens * C));
-  auto append_rows = [&](const float* rows, int64_t n) {
-    embeds.insert(embeds.end(), rows, rows + n * C);
+  const size_t row_bytes = static_cast<size_t>(C) * sizeof(float);
+  if (static_cast<size_t>(r.prompt_tokens) * row_bytes > prompt.rows.bytes()) {
+    return internal_error("bench ttft: prompt of " + std::to_string(r.prompt_tokens) +
+                          " rows exceeds the prompt buffer");
+  }
+  float* embeds = prompt.rows.as<float>();  // (prompt_tokens, C) fp32 device
+  void* st = prompt.stream.handle();
+  int64_t at = 0;  // rows written
+  auto host_rows = [&](const float* rows, int64_t n) -> Status {
+    VILA_RETURN_IF_ERROR(cuda::copy_to_device(embeds + at * C, rows, n * row_bytes, st));
+    at += n;
+    return ok_status();
   };
   const float* newline_row = text.data() + (ids.size() - 1) * static_cast<size_t>(C);
-  append_rows(text.data(), n_prefix);
+  VILA_RETURN_IF_ERROR(host_rows(text.data(), n_prefix));
   for (int64_t i = 0; i < items; ++i) {
-    append_rows(visual.data() + i * per_item * C, per_item);
-    for (int64_t j = 0; j < newline_rows; ++j) append_rows(newline_row, 1);
+    VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(
+        embeds + at * C, visual.rows + i * per_item * C, per_item * row_bytes, st));
+    at += per_item;
+    for (int64_t j = 0; j < newline_rows; ++j) VILA_RETURN_IF_ERROR(host_rows(newline_row, 1));
   }
-  append_rows(text.data() + n_prefix * C,
-              static_cast<int64_t>(ids.size()) - 1 - n_prefix);  // question + suffix
+  VILA_RETURN_IF_ERROR(host_rows(text.data() + n_prefix * C,
+                                 static_cast<int64_t>(ids.size()) - 1 - n_prefix));  // question
+  VILA_RETURN_IF_ERROR(prompt.stream.synchronize());  // the engine's stream reads the rows next
+  if (at != r.prompt_tokens) {
+    return internal_error("bench ttft: spliced " + std::to_string(at) + " rows, expected " +
+                          std::to_string(r.prompt_tokens));
+  }
   r.ms["splice"] = ms_since(t0);
 
   t0 = Clock::now();
   std::vector<float> logits(static_cast<size_t>(V));
   VILA_ASSIGN_OR_RETURN(int seq, engine.new_sequence());
-  const Status st = engine.prefill(seq, embeds.data(), r.prompt_tokens, logits.data(), 1);
+  const Status pst = engine.prefill_device(seq, embeds, r.prompt_tokens, logits.data(), 1);
   engine.release(seq);
-  VILA_RETURN_IF_ERROR(st);
+  VILA_RETURN_IF_ERROR(pst);
   r.ms["prefill"] = ms_since(t0);
 
   t0 = Clock::now();
@@ -217,9 +243,14 @@ Status bench_ttft(const CudaBenchArgs& args, LlmEngine& engine, nlohmann::json& 
       CudaVisionEncoder::create_random(vision_geometry(args.model_shape, engine.config().hidden),
                                        dtype, 4321, vo));
 
+  PromptBuffer prompt;
+  VILA_ASSIGN_OR_RETURN(
+      prompt.rows, cuda::DeviceBuffer::create(static_cast<size_t>(ttft_max_prompt_tokens(args)) *
+                                              engine.config().hidden * sizeof(float)));
+  VILA_ASSIGN_OR_RETURN(prompt.stream, cuda::Stream::create());
   std::vector<OneRun> runs;
   for (int i = 0; i <= args.ttft_runs; ++i) {  // run 0 is the warm-up
-    VILA_ASSIGN_OR_RETURN(OneRun r, run_once(args, pcfg, *vision, engine));
+    VILA_ASSIGN_OR_RETURN(OneRun r, run_once(args, pcfg, *vision, engine, prompt));
     if (i > 0) runs.push_back(std::move(r));
   }
   const OneRun& first = runs.front();

@@ -1,5 +1,9 @@
+// cuBLASLt GEMMs (linear.h): cached plans per shape, the BIAS / GELU / accumulate epilogues, and
+// the fp32-bias-with-16-bit-output path: fp32 GEMM into a scratch chunk, then
+// bias_epilogue_kernel rounds acc + bias (+ gelu_tanh, + the old output) once to bf16 / f16.
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <tuple>
@@ -22,6 +26,33 @@ namespace vila::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+// Largest fp32 chunk (rows * N * 4 bytes) of the 16-bit-output bias path.
+constexpr size_t kMaxScratchBytes = size_t{64} << 20;
+constexpr int kEpilogueThreads = 256;
+// gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+constexpr float kGeluTanhBeta = 0.7978845608028654f;
+constexpr float kGeluTanhKappa = 0.044715f;
+
+// out (rows, N) of T at out_stride = round(epi(acc (rows, N) fp32 + bias (N) fp32 [+ out])), with
+// epi = gelu_tanh or identity. One thread per element, grid-stride.
+template <typename T>
+__global__ void bias_epilogue_kernel(T* __restrict__ out, int64_t out_stride,
+                                     const float* __restrict__ acc, const float* __restrict__ bias,
+                                     int64_t rows, int64_t n, bool accumulate, bool gelu_tanh) {
+  const int64_t total = rows * n;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / n, c = idx - r * n;
+    T* dst = out + r * out_stride + c;
+    float v = acc[idx] + bias[c];
+    if (accumulate) v += to_float(*dst);
+    if (gelu_tanh) {
+      const float inner = kGeluTanhBeta * (v + kGeluTanhKappa * (v * v * v));
+      v = 0.5f * v * (1.0f + tanhf(inner));
+    }
+    *dst = from_float<T>(v);
+  }
+}
 
 // Everything that selects a cuBLASLt algorithm. The bias pointer is not part of it: it is set on
 // the cached descriptor before each call.
@@ -137,13 +168,68 @@ StatusOr<std::unique_ptr<Blas>> Blas::create() {
   return blas;
 }
 
+StatusOr<void*> Blas::scratch(size_t bytes) {
+  if (bytes <= scratch_bytes_) return scratch_;
+  if (scratch_ != nullptr) {
+    VILA_CUDA_CHECK(cudaDeviceSynchronize());  // earlier GEMMs on any stream may still use it
+    VILA_CUDA_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    scratch_bytes_ = 0;
+  }
+  VILA_CUDA_CHECK(cudaMalloc(&scratch_, bytes));
+  scratch_bytes_ = bytes;
+  return scratch_;
+}
+
 Blas::~Blas() {
   plans_.reset();
+  if (scratch_ != nullptr) cudaFree(scratch_);
   if (workspace_ != nullptr) cudaFree(workspace_);
   if (handle_ != nullptr) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
 size_t Blas::cached_plans() const { return plans_->plans.size(); }
+
+Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream);
+
+namespace {
+
+// The fp32 bias with a 16-bit output: per chunk of rows, GEMM (chunk, N) fp32 into the scratch,
+// then bias_epilogue_kernel into out. Arguments are checked by linear().
+Status linear_bias_half(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w,
+                        int64_t in_stride, int64_t out_stride, void* stream) {
+  const int64_t n = w.out_features, rows = args.rows;
+  const size_t row_bytes = static_cast<size_t>(n) * sizeof(float);
+  const int64_t chunk =
+      std::min<int64_t>(rows, std::max<int64_t>(1, kMaxScratchBytes / row_bytes));  // rows
+  VILA_ASSIGN_OR_RETURN(void* scratch_raw, blas.scratch(static_cast<size_t>(chunk) * row_bytes));
+  float* scratch = static_cast<float*>(scratch_raw);  // (chunk, N) fp32
+  DeviceLinearWeight plain = w;
+  plain.bias = nullptr;
+  const auto in_elem = static_cast<size_t>(dtype_bytes(w.dtype, 1));
+  const auto out_elem = static_cast<size_t>(dtype_bytes(args.out_dtype, 1));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t m = std::min(chunk, rows - r0);
+    LinearArgs gemm;
+    gemm.out = scratch;
+    gemm.in = static_cast<const char*>(args.in) + static_cast<size_t>(r0 * in_stride) * in_elem;
+    gemm.in_row_stride = in_stride;
+    gemm.rows = m;
+    VILA_RETURN_IF_ERROR(linear(blas, gemm, plain, stream));
+    void* out = static_cast<char*>(args.out) + static_cast<size_t>(r0 * out_stride) * out_elem;
+    const int64_t total = m * n;
+    const auto blocks =
+        static_cast<unsigned>(std::min<int64_t>(ceil_div(total, kEpilogueThreads), 65535));
+    VILA_DISPATCH_HALF(args.out_dtype, "linear", {
+      bias_epilogue_kernel<T><<<blocks, kEpilogueThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+          static_cast<T*>(out), out_stride, scratch, w.bias, m, n, args.accumulate, args.gelu_tanh);
+    });
+    VILA_CUDA_CHECK(cudaGetLastError());
+  }
+  return ok_status();
+}
+
+}  // namespace
 
 Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream) {
   const int64_t n = w.out_features, k = w.in_features, rows = args.rows;
@@ -157,10 +243,6 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
   if (args.out_dtype != DType::kF32 && args.out_dtype != w.dtype) {
     return unimplemented("linear: out dtype must be f32 or the weight dtype");
   }
-  if (w.bias != nullptr && args.out_dtype != DType::kF32) {
-    // cuBLASLt's BIAS epilogue wants a bias of the output type for 16-bit outputs; ours is fp32.
-    return unimplemented("linear: a bias with a 16-bit output (use an fp32 output)");
-  }
   if (args.gelu_tanh && args.accumulate) {
     return invalid_argument("linear: gelu_tanh cannot be combined with accumulate");
   }
@@ -172,6 +254,10 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
                             std::to_string(out_stride) + " < N " + std::to_string(n) + ")");
   }
   if (rows == 0) return ok_status();
+  if (w.bias != nullptr && args.out_dtype != DType::kF32) {
+    // cuBLASLt's BIAS epilogue wants a bias of the output type for 16-bit outputs; ours is fp32.
+    return linear_bias_half(blas, args, w, in_stride, out_stride, stream);
+  }
 
   const PlanKey key{rows,
                     n,

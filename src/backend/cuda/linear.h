@@ -5,6 +5,12 @@
 //
 // Row-major out = in · Wᵀ is column-major outᵀ (N, M) = Wᵀ-op(W) · in: A = W (transposed), B = in,
 // D = out, so the bias epilogue adds bias[n] to every row of out. Host-callable, no CUDA headers.
+//
+// An fp32 bias with a 16-bit output (which cuBLASLt's BIAS epilogue does not take) runs as an
+// fp32-output GEMM into Blas's epilogue scratch, chunk of rows by chunk of rows, then one kernel
+// per chunk: out = round16(epilogue(acc + bias [+ out])). The bias is added in fp32 and the
+// result rounded once, as cuBLASLt does for an fp32 output; the price is the fp32 round trip
+// (about 8 extra bytes per output element), so hot paths keep fp32 outputs or fold the bias.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +33,10 @@ class Blas {
   void* workspace() const { return workspace_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
   size_t cached_plans() const;
+  // Device bytes of the epilogue scratch (0 until a bias with a 16-bit output first runs).
+  size_t scratch_bytes() const { return scratch_bytes_; }
+  // The scratch, grown (cudaMalloc, after a device sync of the old one's users) to >= bytes.
+  StatusOr<void*> scratch(size_t bytes);
 
   struct PlanCache;  // cuBLASLt descriptors + chosen algorithm per GEMM shape (linear.cu)
   PlanCache& plans() { return *plans_; }
@@ -36,6 +46,8 @@ class Blas {
   void* handle_ = nullptr;     // cublasLtHandle_t
   void* workspace_ = nullptr;  // device memory
   size_t workspace_bytes_ = 0;
+  void* scratch_ = nullptr;  // device memory of the 16-bit-output bias path
+  size_t scratch_bytes_ = 0;
   std::unique_ptr<PlanCache> plans_;
 };
 
@@ -58,7 +70,8 @@ Status linear(Blas& blas, float* out, const void* in, const DeviceLinearWeight& 
 //   accumulate  out += result (beta = 1): the residual add fused into the GEMM (any out_dtype).
 //   gelu_tanh   GELU with the tanh approximation after the bias (cuBLASLt GELU_BIAS epilogue),
 //               SigLIP's gelu_pytorch_tanh; not with accumulate.
-// A bias needs out_dtype kF32 (cuBLASLt takes an fp32 bias only with fp32 outputs).
+// A bias with a 16-bit out_dtype goes through the fp32 scratch path (see the top of this file):
+// the same results as an fp32 output rounded once, at extra memory traffic.
 // in: (rows, K) of w.dtype at in_row_stride (0: K). cuBLASLt plans are cached in `blas` per shape.
 struct LinearArgs {
   void* out = nullptr;

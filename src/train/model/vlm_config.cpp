@@ -239,7 +239,7 @@ StatusOr<VlmConfig> vlm_preset(const std::string& name) {
     c.llm.max_position = 512;
   } else if (name == "fashion") {
     c.vision = {
-        /*image_size=*/28, /*patch_size=*/4,     /*channels=*/3, /*hidden=*/64,
+        /*image_size=*/28, /*patch_size=*/7,     /*channels=*/3, /*hidden=*/64,
         /*layers=*/2,
         /*heads=*/4,       /*intermediate=*/128, 1e-6,           -2};
     c.llm.hidden = 128;
