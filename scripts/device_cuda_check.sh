@@ -49,6 +49,21 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
     echo "sanitizer rc=$?"; tail -3 "$OUT/sanitizer.txt"
   fi
 fi
+if [ "$what" = train ]; then
+  # The CUDA training path: its tests, then `vila bench --train` ($TRAIN_ARGS, e.g.
+  # "--train-shape qwen2-1.5b --seq 2048 --batch 2") and the PyTorch peer on the same shape.
+  timeout "${TESTS_TIMEOUT:-120}" "$DEST/vila_cuda_tests" --gtest_filter="${GTEST_FILTER:-TrainCuda*}" \
+    >"$OUT/train_tests.txt" 2>&1
+  echo "train tests rc=$?"; grep -E "^\[ train|OK \]|FAILED|PASSED|Failure|rel err|Expected|Which" "$OUT/train_tests.txt" | head -40
+  timeout "${BENCH_TIMEOUT:-120}" "$DEST/vila" bench --train ${TRAIN_ARGS:---seq 2048 --batch 1} \
+    --json "$OUT/bench_train.json" 2>&1 | tee "$OUT/bench_train.txt"
+  if [ -z "${NO_TORCH:-}" ] && [ -f scripts/bench_torch_train.py ]; then
+    timeout "${TORCH_TIMEOUT:-170}" python3 scripts/bench_torch_train.py ${TORCH_TRAIN_ARGS:-} \
+      --json "$OUT/torch_train.json" >"$OUT/torch_train.txt" 2>&1
+    echo "torch train rc=$?"; grep -v Warning "$OUT/torch_train.txt" | tail -15
+  fi
+  exit 0
+fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   export TTFT_IMAGE="${TTFT_IMAGE:-/tmp/ttft_1920x1080.jpg}"
   python3 -c "from PIL import Image; Image.open('tests/fixtures/vision/images/boats_640x360.jpg')\

@@ -12,6 +12,7 @@
 
 #include "cli_common.h"
 #include "cmd_bench_cuda.h"
+#include "cmd_bench_train.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "model/random_checkpoint.h"
@@ -211,11 +212,13 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<BenchArgs>();
   auto cuda_args = std::make_shared<CudaBenchArgs>();
   auto device = std::make_shared<std::string>("cpu");
+  auto train_args = std::make_shared<TrainBenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Prefill/decode throughput (CPU or CUDA) beside ceilings measured in the same run");
   cmd->add_option("--device", *device, "cpu, or cuda (the GPU engine on random weights)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   add_cuda_bench_options(cmd, cuda_args.get());
+  add_train_bench_options(cmd, train_args.get());
   cmd->add_option("--model", args->model, "Benchmark this checkpoint instead of a random one");
   cmd->add_option("--preset", args->preset,
                   "Random model shape: qwen2-0.5b, qwen2-1.5b, qwen2-7b, tiny");
@@ -228,7 +231,14 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--cache-dir", args->cache_dir, "Where random checkpoints are kept");
   cmd->add_option("--json", args->json_path, "Also write the results to this JSON file");
-  cmd->callback([args, cuda_args, device, cmd, &exit_code] {
+  cmd->callback([args, cuda_args, train_args, device, cmd, &exit_code] {
+    if (train_args->train) {
+      TrainBenchArgs t = *train_args;
+      if (!cuda_args->batches.empty()) t.batch = cuda_args->batches.front();
+      t.json_path = args->json_path;
+      exit_code = run_bench_train(t);
+      return;
+    }
     if (*device == "cpu") {
       exit_code = run_bench(*args);
       return;

@@ -1,0 +1,163 @@
+// TrainGemm (train_gemm.h): the row-major general GEMM on cuBLASLt, plans cached per shape.
+#include <cublasLt.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/train_gemm.h"
+
+#define VILA_TG_CUBLAS_CHECK(expr)                                                            \
+  do {                                                                                        \
+    const cublasStatus_t vila_cublas_status_ = (expr);                                        \
+    if (vila_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                       \
+      return ::vila::Status{::vila::StatusCode::kInternal,                                    \
+                            std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " +   \
+                                #expr + ": " + cublasLtGetStatusString(vila_cublas_status_)}; \
+    }                                                                                         \
+  } while (0)
+
+namespace vila::cuda {
+
+namespace {
+
+struct Key {
+  int64_t m, n, k, lda, ldb, ldc, sa, sb, sc;
+  int batch, c_dtype;
+  bool ta, tb, beta_nonzero;
+  auto tie() const {
+    return std::tie(m, n, k, lda, ldb, ldc, sa, sb, sc, batch, c_dtype, ta, tb, beta_nonzero);
+  }
+  bool operator<(const Key& o) const { return tie() < o.tie(); }
+};
+
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+Status make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols,
+                   int64_t ld, int batch, int64_t stride) {
+  VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
+                                                  static_cast<uint64_t>(cols), ld));
+  if (batch > 1) {
+    VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        *layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+    VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+  }
+  return ok_status();
+}
+
+struct PrefGuard {
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~PrefGuard() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+  }
+};
+
+// Column-major: cuBLASLt A := our B's memory, stored (cols, rows) = trans_b ? (K, N) : (N, K),
+// op trans_b; cuBLASLt B := our A's memory, stored trans_a ? (M, K) : (K, M), op trans_a;
+// D := C as (N, M) at ldc.
+Status build(Blas& blas, const Key& key, Plan& plan) {
+  const cudaDataType_t c_type =
+      key.c_dtype == static_cast<int>(DType::kBF16) ? CUDA_R_16BF : CUDA_R_32F;
+  VILA_TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_a = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  VILA_TG_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  VILA_TG_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  const int64_t a_rows = key.tb ? key.k : key.n, a_cols = key.tb ? key.n : key.k;
+  const int64_t b_rows = key.ta ? key.m : key.k, b_cols = key.ta ? key.k : key.m;
+  VILA_RETURN_IF_ERROR(
+      make_layout(&plan.a, CUDA_R_16BF, a_rows, a_cols, key.ldb, key.batch, key.sb));
+  VILA_RETURN_IF_ERROR(
+      make_layout(&plan.b, CUDA_R_16BF, b_rows, b_cols, key.lda, key.batch, key.sa));
+  VILA_RETURN_IF_ERROR(make_layout(&plan.c, c_type, key.n, key.m, key.ldc, key.batch, key.sc));
+  PrefGuard pref;
+  VILA_TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
+  const size_t ws = blas.workspace_bytes();
+  VILA_TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  VILA_TG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
+                                                      plan.op, plan.a, plan.b, plan.c, plan.c,
+                                                      pref.pref, 1, &heuristic, &found));
+  if (found == 0) {
+    return unimplemented("train gemm: cuBLASLt has no algorithm for M " + std::to_string(key.m) +
+                         ", N " + std::to_string(key.n) + ", K " + std::to_string(key.k));
+  }
+  plan.algo = heuristic.algo;
+  return ok_status();
+}
+
+}  // namespace
+
+struct TrainGemm::Cache {
+  std::map<Key, std::unique_ptr<Plan>> plans;
+};
+
+TrainGemm::TrainGemm(Blas& blas) : blas_(blas), cache_(std::make_unique<Cache>()) {}
+TrainGemm::~TrainGemm() = default;
+
+Status TrainGemm::gemm(const GemmArgs& g, void* stream) {
+  if (g.m <= 0 || g.n <= 0 || g.k <= 0 || g.batch <= 0) {
+    return invalid_argument("train gemm: bad shape M " + std::to_string(g.m) + ", N " +
+                            std::to_string(g.n) + ", K " + std::to_string(g.k) + ", batch " +
+                            std::to_string(g.batch));
+  }
+  if (g.c_dtype != DType::kF32 && g.c_dtype != DType::kBF16) {
+    return unimplemented("train gemm: C dtype must be f32 or bf16");
+  }
+  const int64_t a_cols = g.trans_a ? g.m : g.k, b_cols = g.trans_b ? g.k : g.n;
+  if (g.lda < a_cols || g.ldb < b_cols || g.ldc < g.n) {
+    return invalid_argument("train gemm: leading dimension smaller than a row (lda " +
+                            std::to_string(g.lda) + ", ldb " + std::to_string(g.ldb) + ", ldc " +
+                            std::to_string(g.ldc) + ")");
+  }
+  if (g.a == nullptr || g.b == nullptr || g.c == nullptr) {
+    return invalid_argument("train gemm: null operand");
+  }
+  const Key key{g.m,
+                g.n,
+                g.k,
+                g.lda,
+                g.ldb,
+                g.ldc,
+                g.stride_a,
+                g.stride_b,
+                g.stride_c,
+                g.batch,
+                static_cast<int>(g.c_dtype),
+                g.trans_a,
+                g.trans_b,
+                g.beta != 0.0f};
+  auto& slot = cache_->plans[key];
+  if (slot == nullptr) {
+    auto plan = std::make_unique<Plan>();
+    VILA_RETURN_IF_ERROR(build(blas_, key, *plan));
+    slot = std::move(plan);
+  }
+  Plan& plan = *slot;
+  VILA_TG_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas_.handle()), plan.op,
+                                      &g.alpha, g.b, plan.a, g.a, plan.b, &g.beta, g.c, plan.c, g.c,
+                                      plan.c, &plan.algo, blas_.workspace(),
+                                      blas_.workspace_bytes(), static_cast<cudaStream_t>(stream)));
+  return ok_status();
+}
+
+}  // namespace vila::cuda
