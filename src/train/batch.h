@@ -22,13 +22,13 @@ struct PackedBatch {
   std::vector<int32_t> targets;   // (T) next-token targets, -100 where untrained
   std::vector<int32_t> segments;  // (T) sample index within the batch, non-decreasing
 
-  int64_t image_count = 0;        // N
-  int64_t image_size = 0;         // S
-  std::vector<float> pixels;      // (N, 3, S, S) normalised
-  int64_t tokens_per_image = 0;   // Ti
+  int64_t image_count = 0;          // N
+  int64_t image_size = 0;           // S
+  std::vector<float> pixels;        // (N, 3, S, S) normalised
+  int64_t tokens_per_image = 0;     // Ti
   std::vector<int64_t> media_rows;  // (N * Ti) rows of the token row, image-major
 
-  int64_t samples = 0;            // segments in the batch
+  int64_t samples = 0;  // segments in the batch
 
   int64_t tokens() const { return static_cast<int64_t>(ids.size()); }
   int64_t trained_tokens() const {

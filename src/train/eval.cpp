@@ -33,7 +33,8 @@ bool take_word(std::string* text, const std::string& word) {
     const bool left_ok = pos == 0 || !is_word_char((*text)[pos - 1]);
     const bool right_ok = end >= text->size() || !is_word_char((*text)[end]);
     if (left_ok && right_ok) {
-      std::fill(text->begin() + static_cast<long>(pos), text->begin() + static_cast<long>(end), ' ');
+      std::fill(text->begin() + static_cast<long>(pos), text->begin() + static_cast<long>(end),
+                ' ');
       found = true;
     }
   }
@@ -113,7 +114,8 @@ StatusOr<EvalResult> eval_fashion(VilaModel& model, const data::FashionSplit& te
 
   // Per class, the split's images in a fixed shuffled order.
   std::vector<std::vector<int64_t>> by_class(data::kFashionClasses);
-  for (int64_t i = 0; i < test.count; ++i) by_class[test.labels[static_cast<size_t>(i)]].push_back(i);
+  for (int64_t i = 0; i < test.count; ++i)
+    by_class[test.labels[static_cast<size_t>(i)]].push_back(i);
   data::DataRng rng(options.seed ^ 0x65766131ULL);
   for (auto& v : by_class) {
     for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
@@ -128,14 +130,15 @@ StatusOr<EvalResult> eval_fashion(VilaModel& model, const data::FashionSplit& te
     const int64_t index = pool[static_cast<size_t>(i / data::kFashionClasses) % pool.size()];
     Image image(data::kFashionSide, data::kFashionSide);
     const uint8_t* grey = test.image(index);
-    for (size_t p = 0; p < static_cast<size_t>(data::kFashionSide * data::kFashionSide); ++p) {
+    constexpr size_t kPixels = static_cast<size_t>(data::kFashionSide) * data::kFashionSide;
+    for (size_t p = 0; p < kPixels; ++p) {
       for (int c = 0; c < 3; ++c) image.pixels[p * 3 + static_cast<size_t>(c)] = grey[p];
     }
     const std::string path =
         options.work_dir + "/" + test.name + "_" + std::to_string(index) + ".png";
     VILA_RETURN_IF_ERROR(write_png(image, path));
-    VILA_ASSIGN_OR_RETURN(std::string text,
-                          answer(model, data::fashion_eval_prompt(), {path}, options.max_new_tokens));
+    VILA_ASSIGN_OR_RETURN(std::string text, answer(model, data::fashion_eval_prompt(), {path},
+                                                   options.max_new_tokens));
     const bool correct = class_in_answer(text) == label;
     result.total++;
     result.correct += correct ? 1 : 0;
@@ -175,12 +178,14 @@ StatusOr<EvalResult> eval_conversations(VilaModel& model, const std::string& jso
         }
       }
     }
-    VILA_ASSIGN_OR_RETURN(std::string text, answer(model, question, images, options.max_new_tokens));
+    VILA_ASSIGN_OR_RETURN(std::string text,
+                          answer(model, question, images, options.max_new_tokens));
     const bool correct = normalize_answer(text) == normalize_answer(expected);
     result.total++;
     result.correct += correct ? 1 : 0;
     if (static_cast<int64_t>(result.examples.size()) < options.examples) {
-      result.examples.push_back({images.empty() ? "" : images[0], question, expected, text, correct});
+      result.examples.push_back(
+          {images.empty() ? "" : images[0], question, expected, text, correct});
     }
     if (progress) progress(i + 1, n);
   }

@@ -30,7 +30,7 @@ struct EvalOptions {
 };
 
 struct EvalExample {
-  std::string image;     // file
+  std::string image;  // file
   std::string question;
   std::string expected;  // class name or expected answer
   std::string answer;    // generated
@@ -42,7 +42,9 @@ struct EvalResult {
   int64_t correct = 0;
   std::vector<EvalExample> examples;  // the first `examples` answers
   double seconds = 0;
-  double accuracy() const { return total > 0 ? static_cast<double>(correct) / total : 0.0; }
+  double accuracy() const {
+    return total > 0 ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+  }
 };
 
 // Called after each answer with (done, total).

@@ -58,9 +58,9 @@ class ParamStore {
 
   Param* find(ParamModule module, std::string_view name);
   Param* find(std::string_view full_name);
-  std::vector<Param*> all();                 // in insertion order
+  std::vector<Param*> all();  // in insertion order
   std::vector<const Param*> all() const;
-  std::vector<Param*> trainable();           // trainable ones, in insertion order
+  std::vector<Param*> trainable();  // trainable ones, in insertion order
 
   void set_trainable(ParamModule module, bool trainable);
   bool module_trainable(ParamModule module) const;  // any parameter of it trainable

@@ -32,8 +32,9 @@ std::string checkpoint_name(int64_t step);
 // Writes a checkpoint folder through `write_contents(tmp_dir)` and commits it as described above.
 // Returns the committed folder's path. On an error from write_contents the temp folder is removed
 // and the previous checkpoint stays current.
-StatusOr<std::string> commit_checkpoint(const std::string& run_dir, int64_t step, int keep,
-                                        const std::function<Status(const std::string&)>& write_contents);
+StatusOr<std::string> commit_checkpoint(
+    const std::string& run_dir, int64_t step, int keep,
+    const std::function<Status(const std::string&)>& write_contents);
 
 // The newest committed checkpoint folder of a run (from `latest`); NotFound naming the run when
 // there is none, DataLoss when `latest` names a folder that is missing.

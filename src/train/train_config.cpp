@@ -141,7 +141,7 @@ class ObjectReader {
   // Every key of the object was read by someone.
   Status finish() const {
     for (const auto& [key, value] : j_.items()) {
-      if (!known_.count(key)) return invalid_argument(where(key) + ": unknown field");
+      if (!known_.contains(key)) return invalid_argument(where(key) + ": unknown field");
     }
     return ok_status();
   }
@@ -217,7 +217,8 @@ StatusOr<TrainConfig> train_config_from_json(const json& j, const std::string& s
   std::string stage = train_stage_name(c.stage);
   VILA_RETURN_IF_ERROR(r.str("stage", &stage));
   auto parsed_stage = parse_train_stage(stage);
-  if (!parsed_stage.ok()) return invalid_argument(r.where("stage") + ": " + parsed_stage.status().message());
+  if (!parsed_stage.ok())
+    return invalid_argument(r.where("stage") + ": " + parsed_stage.status().message());
   c.stage = *parsed_stage;
   VILA_RETURN_IF_ERROR(r.strings("freeze", &c.freeze));
   VILA_RETURN_IF_ERROR(r.strings("unfreeze", &c.unfreeze));
@@ -303,9 +304,12 @@ json TrainConfig::to_json() const {
   j["stage"] = train_stage_name(stage);
   j["freeze"] = freeze;
   j["unfreeze"] = unfreeze;
-  j["optimizer"] = {{"lr", lr},       {"beta1", beta1},
-                    {"beta2", beta2}, {"eps", eps},
-                    {"weight_decay", weight_decay}, {"state_format", state_format}};
+  j["optimizer"] = {{"lr", lr},
+                    {"beta1", beta1},
+                    {"beta2", beta2},
+                    {"eps", eps},
+                    {"weight_decay", weight_decay},
+                    {"state_format", state_format}};
   j["schedule"] = {
       {"name", schedule}, {"warmup_ratio", warmup_ratio}, {"min_lr_ratio", min_lr_ratio}};
   j["steps"] = steps;
@@ -371,8 +375,8 @@ StatusOr<json> yaml_to_json(const std::string& text, const std::string& source) 
   try {
     return yaml_node_to_json(YAML::Load(text));
   } catch (const YAML::Exception& e) {
-    return invalid_argument(source + ":" + std::to_string(e.mark.line + 1) + ": malformed YAML: " +
-                            e.msg);
+    return invalid_argument(source + ":" + std::to_string(e.mark.line + 1) +
+                            ": malformed YAML: " + e.msg);
   }
 }
 

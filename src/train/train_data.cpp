@@ -20,7 +20,8 @@ StatusOr<std::vector<data::Sample>> text_source(const TrainConfig& config,
   std::vector<data::Sample> docs;
   if (config.text == "gcide") {
     // ~1 KB per 10 paragraphs is plenty: read only what the requested count needs.
-    const uint64_t bytes = std::max<uint64_t>(1 << 20, static_cast<uint64_t>(config.text_samples) * 400);
+    const uint64_t bytes =
+        std::max<uint64_t>(1 << 20, static_cast<uint64_t>(config.text_samples) * 400);
     VILA_ASSIGN_OR_RETURN(std::vector<std::string> paras,
                           data::gcide_paragraphs(data::kGcidePath, bytes));
     docs = data::text_samples(std::move(paras), "gcide");
@@ -30,8 +31,8 @@ StatusOr<std::vector<data::Sample>> text_source(const TrainConfig& config,
     docs = data::text_samples(std::move(paras), "brown");
   } else {
     data::LoadOptions options;
-    VILA_ASSIGN_OR_RETURN(docs, data::load_text_file(config.text, data::TextSplit::kParagraphs,
-                                                     options, report));
+    VILA_ASSIGN_OR_RETURN(
+        docs, data::load_text_file(config.text, data::TextSplit::kParagraphs, options, report));
   }
   if (config.text_samples > 0 && docs.size() > static_cast<size_t>(config.text_samples)) {
     docs.resize(static_cast<size_t>(config.text_samples));
@@ -43,10 +44,9 @@ StatusOr<std::vector<data::Sample>> text_source(const TrainConfig& config,
 
 StatusOr<RunSamples> load_run_samples(const TrainConfig& config) {
   RunSamples run;
-  const data::FashionMix mix{static_cast<size_t>(config.fashion_caption),
-                             static_cast<size_t>(config.fashion_question),
-                             static_cast<size_t>(config.fashion_compare),
-                             static_cast<size_t>(config.fashion_few_shot)};
+  const data::FashionMix mix{
+      static_cast<size_t>(config.fashion_caption), static_cast<size_t>(config.fashion_question),
+      static_cast<size_t>(config.fashion_compare), static_cast<size_t>(config.fashion_few_shot)};
   if (mix.caption + mix.question + mix.compare + mix.few_shot > 0) {
     VILA_ASSIGN_OR_RETURN(data::FashionSplit split,
                           data::load_fashion_split(data::kFashionMnistDir, "train"));
@@ -102,7 +102,7 @@ Status train_run_tokenizer(const std::vector<data::Sample>& samples, int64_t voc
   return tok::write_bpe_tokenizer(result, dir);
 }
 
-RunImageSource::RunImageSource(const data::FashionSplit* fashion, PreprocessConfig config)
+RunImageSource::RunImageSource(const data::FashionSplit* fashion, const PreprocessConfig& config)
     : config_(config), files_("", config) {
   if (fashion != nullptr) fashion_ = std::make_unique<FashionImageSource>(*fashion, config);
 }
@@ -202,11 +202,11 @@ StatusOr<PackedBatch> BatchStream::next() {
     }
     carried_ = -1;
   }
-  return invalid_argument("every sample of the dataset was skipped (" +
-                          std::to_string(builder_->skips().total()) + " skips; first: " +
-                          (builder_->skips().messages.empty() ? std::string("?")
-                                                              : builder_->skips().messages[0]) +
-                          ")");
+  return invalid_argument(
+      "every sample of the dataset was skipped (" + std::to_string(builder_->skips().total()) +
+      " skips; first: " +
+      (builder_->skips().messages.empty() ? std::string("?") : builder_->skips().messages[0]) +
+      ")");
 }
 
 StreamState BatchStream::state() const {

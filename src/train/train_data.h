@@ -58,7 +58,7 @@ Status train_run_tokenizer(const std::vector<data::Sample>& samples, int64_t voc
 // In-memory Fashion images by index, files by path.
 class RunImageSource : public ImageSource {
  public:
-  RunImageSource(const data::FashionSplit* fashion, PreprocessConfig config);
+  RunImageSource(const data::FashionSplit* fashion, const PreprocessConfig& config);
   int64_t image_size() const override { return config_.image_size; }
   StatusOr<std::vector<float>> tile(const data::ImageRef& image,
                                     const std::string& origin) const override;

@@ -63,9 +63,14 @@ StatusOr<json> read_json_file(const std::string& path) {
 // The parts of a config that must not change across a resume (what is trained on, with what).
 json resume_identity(const TrainConfig& c) {
   json j = c.to_json();
-  return {{"model", j["model"]}, {"tokenizer", j["tokenizer"]}, {"data", j["data"]},
-          {"batch_tokens", j["batch_tokens"]}, {"grad_accum", j["grad_accum"]},
-          {"seed", j["seed"]}, {"optimizer", j["optimizer"]}, {"schedule", j["schedule"]}};
+  return {{"model", j["model"]},
+          {"tokenizer", j["tokenizer"]},
+          {"data", j["data"]},
+          {"batch_tokens", j["batch_tokens"]},
+          {"grad_accum", j["grad_accum"]},
+          {"seed", j["seed"]},
+          {"optimizer", j["optimizer"]},
+          {"schedule", j["schedule"]}};
 }
 
 }  // namespace
@@ -120,15 +125,17 @@ struct Trainer::Impl {
 Status Trainer::Impl::setup_data() {
   VILA_ASSIGN_OR_RETURN(samples, load_run_samples(config));
   log("data: " + std::to_string(samples.samples.size()) + " samples" +
-      (samples.report.skipped ? " (" + std::to_string(samples.report.skipped) + " bad records skipped)"
-                              : std::string()));
+      (samples.report.skipped
+           ? " (" + std::to_string(samples.report.skipped) + " bad records skipped)"
+           : std::string()));
   // Tokenizer: trained once per run folder (kept for resumes), or given.
   if (config.tokenizer == "train") {
     tokenizer_dir = (fs::path(config.output) / kTokenizerDir).string();
     if (!fs::exists(fs::path(tokenizer_dir) / "tokenizer.json")) {
       log("tokenizer: training a byte-level BPE of " + std::to_string(config.tokenizer_vocab) +
           " ids on the run's text");
-      VILA_RETURN_IF_ERROR(train_run_tokenizer(samples.samples, config.tokenizer_vocab, tokenizer_dir));
+      VILA_RETURN_IF_ERROR(
+          train_run_tokenizer(samples.samples, config.tokenizer_vocab, tokenizer_dir));
     }
   } else {
     tokenizer_dir = fs::is_directory(config.tokenizer)
@@ -154,7 +161,8 @@ Status Trainer::Impl::setup_model(const std::string& resume_dir) {
                             std::to_string(vlm.llm.vocab) + ") is smaller than the tokenizer's (" +
                             std::to_string(tokenizer->n_tokens()) + ")");
   }
-  vlm.llm.eos_token_id = tokenizer->piece_to_id("<|im_end|>").value_or(tokenizer->eos_id.value_or(-1));
+  vlm.llm.eos_token_id =
+      tokenizer->piece_to_id("<|im_end|>").value_or(tokenizer->eos_id.value_or(-1));
   vlm.llm.pad_token_id = tokenizer->piece_to_id("<|endoftext|>").value_or(-1);
   VILA_ASSIGN_OR_RETURN(model, VlmModel::create(vlm, store));
   if (config.init_from.empty()) model->init(config.seed);
@@ -182,8 +190,8 @@ Status Trainer::Impl::setup_model(const std::string& resume_dir) {
   VILA_ASSIGN_OR_RETURN(encoded, encode_all(samples.samples, context, &encode_skips));
   if (encode_skips.total() > 0) {
     log("data: " + std::to_string(encode_skips.total()) + " samples skipped at encoding (" +
-        std::to_string(encode_skips.too_long) + " longer than batch_tokens); first: " +
-        encode_skips.messages.front());
+        std::to_string(encode_skips.too_long) +
+        " longer than batch_tokens); first: " + encode_skips.messages.front());
   }
   BatchOptions batch;
   batch.max_tokens = config.batch_tokens;
@@ -226,7 +234,8 @@ Status Trainer::Impl::plan_steps() {
     store.zero_grads();
     VILA_RETURN_IF_ERROR(stream->restore(saved));
     total_steps = std::max<int64_t>(
-        1, static_cast<int64_t>(config.minutes * 60.0 * kTimeBudgetShare / std::max(per_step, 1e-6)));
+        1,
+        static_cast<int64_t>(config.minutes * 60.0 * kTimeBudgetShare / std::max(per_step, 1e-6)));
     std::ostringstream msg;
     msg.precision(3);
     msg << "plan: " << total_steps << " steps in " << config.minutes << " min (" << per_step * 1e3
@@ -273,9 +282,10 @@ Status Trainer::Impl::restore(const std::string& dir) {
   VILA_ASSIGN_OR_RETURN(json state, read_json_file((fs::path(dir) / kStateFile).string()));
   const std::string where = (fs::path(dir) / kStateFile).string();
   if (state.value("identity", json()) != resume_identity(config)) {
-    return invalid_argument(where + ": the checkpoint was written by a run with another model, "
-                                    "data, tokenizer, batch, optimizer or schedule config; resume "
-                                    "needs the same config (or start a new output folder)");
+    return invalid_argument(where +
+                            ": the checkpoint was written by a run with another model, "
+                            "data, tokenizer, batch, optimizer or schedule config; resume "
+                            "needs the same config (or start a new output folder)");
   }
   try {
     step = state.at("step").get<int64_t>();
@@ -287,9 +297,11 @@ Status Trainer::Impl::restore(const std::string& dir) {
   } catch (const json::exception& e) {
     return data_loss(where + ": " + e.what());
   }
-  VILA_ASSIGN_OR_RETURN(StreamState ss, StreamState::from_json(state.value("stream", json()), where));
+  VILA_ASSIGN_OR_RETURN(StreamState ss,
+                        StreamState::from_json(state.value("stream", json()), where));
   VILA_RETURN_IF_ERROR(stream->restore(ss));
-  VILA_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open((fs::path(dir) / kOptimizerFile).string()));
+  VILA_ASSIGN_OR_RETURN(auto file,
+                        SafetensorsFile::open((fs::path(dir) / kOptimizerFile).string()));
   VILA_RETURN_IF_ERROR(optimizer->load(*file, store));
   VILA_RETURN_IF_ERROR(rewrite_metrics_up_to(step));
   log("resumed from " + dir + " at step " + std::to_string(step));
@@ -300,7 +312,8 @@ Status Trainer::Impl::restore(const std::string& dir) {
 Status Trainer::Impl::rewrite_metrics_up_to(int64_t last_step) {
   const std::string path = (fs::path(config.output) / kMetricsFile).string();
   std::ifstream in(path);
-  std::string kept, line;
+  std::string kept;
+  std::string line;
   while (std::getline(in, line)) {
     json j = json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;
@@ -313,28 +326,28 @@ StatusOr<std::string> Trainer::Impl::save() {
   const double elapsed = elapsed_now();
   VILA_ASSIGN_OR_RETURN(
       std::string dir,
-      commit_checkpoint(config.output, step, static_cast<int>(config.checkpoint_keep),
-                        [&](const std::string& tmp) -> Status {
-                          // First: save_released replaces the folder it is given.
-                          SaveReleasedOptions so;
-                          so.tokenizer_files = tokenizer_files_in(tokenizer_dir);
-                          so.chat_template = "qwen2";
-                          VILA_RETURN_IF_ERROR(save_released(tmp, vlm, store, so));
-                          SafetensorsWriter writer;
-                          VILA_RETURN_IF_ERROR(optimizer->save(writer));
-                          VILA_RETURN_IF_ERROR(writer.write((fs::path(tmp) / kOptimizerFile).string()));
-                          json state = {{"step", step},
-                                        {"total_steps", total_steps},
-                                        {"tokens", tokens},
-                                        {"elapsed_s", elapsed},
-                                        {"skipped_steps", skipped_steps},
-                                        {"losses", losses},
-                                        {"stream", stream->state().to_json()},
-                                        {"identity", resume_identity(config)},
-                                        {"config", config.to_json()}};
-                          return write_text((fs::path(tmp) / kStateFile).string(),
-                                            state.dump(1) + "\n");
-                        }));
+      commit_checkpoint(
+          config.output, step, static_cast<int>(config.checkpoint_keep),
+          [&](const std::string& tmp) -> Status {
+            // First: save_released replaces the folder it is given.
+            SaveReleasedOptions so;
+            so.tokenizer_files = tokenizer_files_in(tokenizer_dir);
+            so.chat_template = "qwen2";
+            VILA_RETURN_IF_ERROR(save_released(tmp, vlm, store, so));
+            SafetensorsWriter writer;
+            VILA_RETURN_IF_ERROR(optimizer->save(writer));
+            VILA_RETURN_IF_ERROR(writer.write((fs::path(tmp) / kOptimizerFile).string()));
+            json state = {{"step", step},
+                          {"total_steps", total_steps},
+                          {"tokens", tokens},
+                          {"elapsed_s", elapsed},
+                          {"skipped_steps", skipped_steps},
+                          {"losses", losses},
+                          {"stream", stream->state().to_json()},
+                          {"identity", resume_identity(config)},
+                          {"config", config.to_json()}};
+            return write_text((fs::path(tmp) / kStateFile).string(), state.dump(1) + "\n");
+          }));
   last_checkpoint = dir;
   log("checkpoint: " + dir);
   return dir;
@@ -342,7 +355,8 @@ StatusOr<std::string> Trainer::Impl::save() {
 
 Status Trainer::Impl::evaluate(const std::string& checkpoint) {
   if (!fashion_test) {
-    VILA_ASSIGN_OR_RETURN(data::FashionSplit t, data::load_fashion_split(data::kFashionMnistDir, "t10k"));
+    VILA_ASSIGN_OR_RETURN(data::FashionSplit t,
+                          data::load_fashion_split(data::kFashionMnistDir, "t10k"));
     fashion_test = std::make_unique<data::FashionSplit>(std::move(t));
   }
   VILA_ASSIGN_OR_RETURN(auto loaded, VilaModel::load(checkpoint));
@@ -392,9 +406,9 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const TrainConfig& config,
   }
   VILA_RETURN_IF_ERROR(write_text((fs::path(config.output) / "config.json").string(),
                                   config.to_json().dump(2) + "\n"));
-  VILA_ASSIGN_OR_RETURN(MetricsWriter w, MetricsWriter::open(
-                                             (fs::path(config.output) / kMetricsFile).string(),
-                                             /*truncate=*/resume_dir.empty()));
+  VILA_ASSIGN_OR_RETURN(MetricsWriter w,
+                        MetricsWriter::open((fs::path(config.output) / kMetricsFile).string(),
+                                            /*truncate=*/resume_dir.empty()));
   m.metrics.emplace(std::move(w));
   return t;
 }
@@ -417,7 +431,8 @@ Status Trainer::run() {
     if (m.options.stop_after > 0 && steps_this_run >= m.options.stop_after) break;
     const auto t0 = Clock::now();
     std::vector<PackedBatch> micro;
-    int64_t normalizer = 0, rows = 0;
+    int64_t normalizer = 0;
+    int64_t rows = 0;
     for (int64_t a = 0; a < m.config.grad_accum; ++a) {
       VILA_ASSIGN_OR_RETURN(PackedBatch b, m.stream->next());
       normalizer += b.trained_tokens();
@@ -438,10 +453,11 @@ Status Trainer::run() {
     if (finite && m.options.after_backward) m.options.after_backward(m.step + 1, m.store);
     double norm = 0;
     if (finite) {
-      VILA_ASSIGN_OR_RETURN(GradClipResult clip,
-                            m.config.clip_grad_norm > 0
-                                ? clip_grad_norm(m.store, m.config.clip_grad_norm)
-                                : StatusOr<GradClipResult>(GradClipResult{global_grad_norm(m.store)}));
+      VILA_ASSIGN_OR_RETURN(
+          GradClipResult clip,
+          m.config.clip_grad_norm > 0
+              ? clip_grad_norm(m.store, m.config.clip_grad_norm)
+              : StatusOr<GradClipResult>(GradClipResult{global_grad_norm(m.store)}));
       norm = clip.norm;
       finite = clip.finite && std::isfinite(clip.norm);
     }
@@ -487,10 +503,13 @@ Status Trainer::run() {
     sm.eta_s = elapsed / static_cast<double>(m.step) * static_cast<double>(m.total_steps - m.step);
     if (budget_s > 0) sm.eta_s = std::min(sm.eta_s, std::max(0.0, budget_s - elapsed));
     sm.epoch = m.stream->epoch();
-    VILA_RETURN_IF_ERROR(m.metrics->write(
-        m.step, {{"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens", double(m.tokens)},
-                 {"tokens_per_s", sm.tokens_per_s}, {"time", elapsed},
-                 {"skipped", sm.skipped ? 1.0 : 0.0}}));
+    VILA_RETURN_IF_ERROR(m.metrics->write(m.step, {{"loss", loss},
+                                                   {"lr", lr},
+                                                   {"grad_norm", norm},
+                                                   {"tokens", double(m.tokens)},
+                                                   {"tokens_per_s", sm.tokens_per_s},
+                                                   {"time", elapsed},
+                                                   {"skipped", sm.skipped ? 1.0 : 0.0}}));
     if (m.callbacks.on_step) m.callbacks.on_step(sm);
     if (m.config.steps == 0 && steps_this_run >= kReplanAt &&
         (steps_this_run - kReplanAt) % kReplanEvery == 0) {

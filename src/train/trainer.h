@@ -36,12 +36,12 @@ struct StepMetrics {
   double loss = 0;
   double lr = 0;
   double grad_norm = 0;
-  int64_t tokens = 0;           // trained tokens so far (targets counted)
-  int64_t batch_tokens = 0;     // tokens (rows) of this step
-  double tokens_per_s = 0;      // rows per second over the step
-  double elapsed_s = 0;         // training time of this run, resumed time included
+  int64_t tokens = 0;        // trained tokens so far (targets counted)
+  int64_t batch_tokens = 0;  // tokens (rows) of this step
+  double tokens_per_s = 0;   // rows per second over the step
+  double elapsed_s = 0;      // training time of this run, resumed time included
   double eta_s = 0;
-  bool skipped = false;         // non-finite: update dropped
+  bool skipped = false;  // non-finite: update dropped
   uint64_t epoch = 0;
 };
 

@@ -2,6 +2,8 @@
 // number of steps instead of minutes (so the result does not depend on the machine's speed),
 // then "What is this?" about held-out Fashion-MNIST images through the inference path. Label
 // `slow` (about a minute on 2 cores).
+#include "train/demo.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include "../common/temp_dir.h"
 #include "data/fashion_mnist.h"
 #include "model/vila_model.h"
-#include "train/demo.h"
 #include "train/eval.h"
 #include "train/trainer.h"
 
@@ -23,7 +24,8 @@ constexpr int64_t kEvalSamples = 300;
 constexpr double kMinAccuracy = 0.60;
 
 TEST(Demo, LearnsToNameHeldOutItems) {
-  if (!std::filesystem::exists(std::string(data::kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) {
+  if (!std::filesystem::exists(std::string(data::kFashionMnistDir) +
+                               "/t10k-images-idx3-ubyte.gz")) {
     GTEST_SKIP() << "dataset-fashion-mnist not installed";
   }
   testing::TempDir dir;

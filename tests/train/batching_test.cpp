@@ -1,7 +1,6 @@
 // BatchBuilder: greedy in-order packing of encoded Fashion-MNIST samples (caption, question,
 // two-image compare, few-shot documents) into PackedBatch: boundaries, segments, targets, image
 // rows and pixels, skip counters (too long, bad image) and determinism.
-#include "fashion_test_util.h"
 #include "train/batching.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "data/fashion_samples.h"
+#include "fashion_test_util.h"
 #include "train/packing.h"
 
 namespace vila::train {

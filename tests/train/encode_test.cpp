@@ -3,7 +3,6 @@
 // VilaModel::build_prompt's on the fixture checkpoints, and a Fashion-MNIST image saved as PNG and
 // preprocessed by inference gives the tile FashionImageSource gives. Then targets (shifted,
 // answer + end-of-turn only, multi-turn, documents), and the errors.
-#include "fashion_test_util.h"
 #include "train/encode.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +18,7 @@
 
 #include "../common/temp_dir.h"
 #include "data/fashion_samples.h"
+#include "fashion_test_util.h"
 #include "model/vila_model.h"
 #include "train/image_source.h"
 

@@ -49,8 +49,7 @@ class GoldenTrain : public ::testing::Test {
     batch_.pixels = read_vec<float>(**bf, "pixels");
     batch_.image_size = ref_["image_size"].get<int64_t>();
     batch_.tokens_per_image = ref_["tokens_per_image"].get<int64_t>();
-    batch_.image_count =
-        static_cast<int64_t>(batch_.media_rows.size()) / batch_.tokens_per_image;
+    batch_.image_count = static_cast<int64_t>(batch_.media_rows.size()) / batch_.tokens_per_image;
     batch_.samples = batch_.segments.back() + 1;
   }
 

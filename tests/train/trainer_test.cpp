@@ -4,8 +4,8 @@
 // step leaves a checkpoint that loads; bad data gives messages naming the file and line.
 #include "train/trainer.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -29,7 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool have_fashion() { return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz"); }
+bool have_fashion() {
+  return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
+}
 
 json tiny_run(const std::string& output, int64_t steps) {
   return json{{"model", {{"preset", "tiny"}}},
@@ -163,9 +165,7 @@ TEST(Trainer, KillDuringCheckpointLeavesLoadableCheckpoint) {
     testing::TempDir dir;
     json j = tiny_run(dir.file("run"), 400);
     j["checkpoint"]["every"] = 1;
-    {
-      std::ofstream(dir.file("run.json")) << j.dump();
-    }
+    { std::ofstream(dir.file("run.json")) << j.dump(); }
     const std::string config = dir.file("run.json");
     const char* argv[] = {VILA_CLI_PATH, "train", "--config", config.c_str(), nullptr};
     posix_spawn_file_actions_t actions;
@@ -173,8 +173,8 @@ TEST(Trainer, KillDuringCheckpointLeavesLoadableCheckpoint) {
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     pid_t pid = 0;
-    ASSERT_EQ(posix_spawn(&pid, VILA_CLI_PATH, &actions, nullptr, const_cast<char**>(argv), environ),
-              0);
+    ASSERT_EQ(
+        posix_spawn(&pid, VILA_CLI_PATH, &actions, nullptr, const_cast<char**>(argv), environ), 0);
     posix_spawn_file_actions_destroy(&actions);
     // Wait for the first checkpoint, then a little more (a different moment per trial).
     for (int i = 0; i < 600 && !fs::exists(dir.file("run/latest")); ++i) usleep(50000);
