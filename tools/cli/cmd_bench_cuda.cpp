@@ -11,6 +11,7 @@
 
 #include "cli_common.h"
 #include "cmd_bench_ttft.h"
+#include "cmd_bench_vision.h"
 #include "core/mapped_file.h"
 #include "model/llm_engine.h"
 #include "model/random_checkpoint.h"
@@ -38,6 +39,8 @@ void add_cuda_bench_options(CLI::App* cmd, CudaBenchArgs* args) {
   cmd->add_option("--ttft-runs", args->ttft_runs, "cuda: timed --ttft runs after a warm-up (5)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--ttft-only", args->skip_llm, "cuda: with --ttft, skip the prefill/decode tables");
+  cmd->add_flag("!--no-vision", args->vision,
+                "cuda: skip the vision table (17 tiles through SigLIP + S2 + projector)");
 }
 
 #ifdef VILA_WITH_CUDA
@@ -125,10 +128,15 @@ int run_bench_cuda(const CudaBenchArgs& args_in) {
   const Geometry geo = geometry(config, *dtype);
 
   std::fprintf(stderr, "bench: measuring ceilings (device copy 1 GiB, cuBLASLt bf16 8192^3)\n");
+  nlohmann::json out_vision;  // filled before the LLM is built, merged into `out` below
   auto copy = cuda::copy_bandwidth_gbps(size_t{1} << 30);
   if (!copy.ok()) return report_error(copy.status());
   auto peak = cuda::gemm_tflops(8192, 8192, 8192);
   if (!peak.ok()) return report_error(peak.status());
+
+  if (args.vision && !args.skip_llm && args.model_shape == "nvila-8b") {
+    if (Status s = bench_vision(args, *peak, out_vision); !s.ok()) return report_error(s);
+  }
 
   int64_t max_prefill =
       args.prefill.empty() ? 1 : *std::max_element(args.prefill.begin(), args.prefill.end());
@@ -166,6 +174,7 @@ int run_bench_cuda(const CudaBenchArgs& args_in) {
                         {"decode", nlohmann::json::array()}};
   std::printf("%s %s | ceilings: device copy %.0f GB/s, cuBLASLt bf16 %.0f TFLOP/s\n",
               args.preset.c_str(), dtype_name(*dtype), *copy, *peak);
+  if (out_vision.contains("vision")) out["vision"] = out_vision["vision"];
 
   // Prefill: one sequence of T tokens from empty; best of `repeats` after a warm-up.
   for (int64_t t : args.prefill) {

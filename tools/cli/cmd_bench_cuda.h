@@ -29,6 +29,7 @@ struct CudaBenchArgs {
   int ttft_runs = 5;
   int64_t question_tokens = 32;
   bool skip_llm = false;  // --ttft-only: no prefill / decode tables
+  bool vision = true;     // the vision table (cmd_bench_vision.cpp); --no-vision skips it
   std::string json_path;
 };
 
