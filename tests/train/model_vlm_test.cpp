@@ -86,8 +86,11 @@ TEST(TrainModel, ConfigJsonRoundTripAndErrors) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("llm.hidden_size"), std::string::npos);
   j = c.to_json();
-  j["projector"]["type"] = "mlp_downsample_3x3_s2";
+  j["projector"]["type"] = "mlp_swizzle";  // not a VILA projector type
   EXPECT_FALSE(VlmConfig::from_json(j, "cfg.json").ok());
+  // Every type of the inference side's table trains (its stages are STC / LN / Linear / GELU).
+  j["projector"]["type"] = "mlp_downsample_3x3_s2";
+  EXPECT_TRUE(VlmConfig::from_json(j, "cfg.json").ok());
 }
 
 // Central differences of the fp32 loss on scalars of every module against forward_backward.

@@ -1,9 +1,10 @@
 // VlmConfig: validation, presets, JSON round trip, projector stages and the parameter list.
 #include "train/model/vlm_config.h"
 
-#include <regex>
 #include <set>
 #include <utility>
+
+#include "model/projector.h"
 
 namespace vila::train {
 
@@ -259,42 +260,36 @@ StatusOr<VlmConfig> vlm_preset(const std::string& name) {
 StatusOr<std::vector<ProjStage>> projector_stages(const VlmConfig& config) {
   const int64_t C = config.vision.hidden, H = config.llm.hidden;
   const std::string& type = config.projector.type;
+  // The inference side's table (model/projector.h) is the one definition of every type.
+  VILA_ASSIGN_OR_RETURN(std::vector<ProjectorStageSpec> specs,
+                        projector_stage_specs(type, C, H, "VlmConfig: projector.type"));
   std::vector<ProjStage> out;
   int64_t width = C;
-  auto add = [&](ProjStageKind kind, int64_t arg) {
+  for (const ProjectorStageSpec& spec : specs) {
     ProjStage s;
-    s.kind = kind;
     s.name = "layers." + std::to_string(out.size());
     s.in_dim = width;
-    if (kind == ProjStageKind::kSpatialToChannel) {
-      s.factor = arg;
-      width *= arg * arg;
-    } else if (kind == ProjStageKind::kLinear) {
-      width = arg;
+    switch (spec.kind) {
+      case ProjectorStageKind::kSpatialToChannel:
+        s.kind = ProjStageKind::kSpatialToChannel;
+        s.factor = spec.arg;
+        width *= spec.arg * spec.arg;
+        break;
+      case ProjectorStageKind::kLayerNorm:
+        s.kind = ProjStageKind::kLayerNorm;
+        break;
+      case ProjectorStageKind::kLinear:
+        s.kind = ProjStageKind::kLinear;
+        width = spec.arg;
+        break;
+      case ProjectorStageKind::kGelu:
+        s.kind = ProjStageKind::kGelu;
+        break;
     }
     s.out_dim = width;
     out.push_back(s);
-  };
-  const auto stc = ProjStageKind::kSpatialToChannel, ln = ProjStageKind::kLayerNorm,
-             lin = ProjStageKind::kLinear, gelu = ProjStageKind::kGelu;
-  static const std::regex mlp_gelu(R"(^mlp(\d+)x_gelu$)");
-  std::smatch m;
-  if (type == "mlp_downsample" || type == "mlp_downsample_2x2_fix") {
-    add(stc, 2), add(ln, 0), add(lin, H), add(gelu, 0), add(lin, H);
-  } else if (type == "mlp_downsample_3x3_fix") {
-    add(stc, 3), add(ln, 0), add(lin, 3 * C), add(gelu, 0), add(ln, 0), add(lin, H), add(gelu, 0),
-        add(lin, H);
-  } else if (type == "linear") {
-    add(lin, H);
-    out.back().name = "layers";  // nn.Linear as the whole `layers` module
-  } else if (std::regex_match(type, m, mlp_gelu) && std::stoi(m[1].str()) >= 1) {
-    add(lin, H);
-    for (int i = 1; i < std::stoi(m[1].str()); ++i) add(gelu, 0), add(lin, H);
-  } else {
-    return unimplemented("VlmConfig: projector.type '" + type +
-                         "' is not trainable (supported: mlp_downsample_2x2_fix, "
-                         "mlp_downsample, mlp_downsample_3x3_fix, linear, mlp<N>x_gelu)");
   }
+  if (type == "linear" && out.size() == 1) out.back().name = "layers";  // nn.Linear as `layers`
   return out;
 }
 

@@ -6,8 +6,9 @@
 // layers L, heads H (D = C/H), intermediate F, LayerNorm eps 1e-6, GELU tanh
 // ("gelu_pytorch_tanh"). VILA takes hidden_states[select_layer] (-2: the output of layer L-2, so
 // L + 1 + select_layer layers run); post_layernorm and the pooling head are not part of it.
-// Projector (VILA MultimodalProjector, model/projector.h): "mlp_downsample_2x2_fix" (alias
-// "mlp_downsample"), "mlp_downsample_3x3_fix", "linear", "mlp<N>x_gelu".
+// Projector (VILA MultimodalProjector): every type of the inference side's table
+// (model/projector.h projector_stage_specs: "mlp_downsample_2x2_fix" / "mlp_downsample",
+// "mlp_downsample_3x3_fix", the 3x3_s2 stacks, "linear", "mlp<N>x_gelu", "identity").
 // LLM (Qwen2): hidden, layers, heads, kv_heads, intermediate, vocab, rope_theta, rms_eps,
 // tie_word_embeddings, q/k/v bias.
 #pragma once
