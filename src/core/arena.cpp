@@ -18,6 +18,19 @@ Arena::~Arena() {
   for (Block& b : blocks_) std::free(b.data);
 }
 
+Arena& Arena::operator=(Arena&& other) noexcept {
+  if (this != &other) {
+    for (Block& b : blocks_) std::free(b.data);
+    name_ = std::move(other.name_);
+    block_bytes_ = other.block_bytes_;
+    blocks_ = std::move(other.blocks_);
+    used_total_ = other.used_total_;
+    other.blocks_.clear();
+    other.used_total_ = 0;
+  }
+  return *this;
+}
+
 void* Arena::alloc(size_t bytes) {
   bytes = align_up(bytes == 0 ? 1 : bytes);
   if (blocks_.empty() || blocks_.back().used + bytes > blocks_.back().size) {

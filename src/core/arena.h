@@ -20,7 +20,9 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   Arena(Arena&&) = default;
-  Arena& operator=(Arena&&) = default;
+  // Frees this arena's own blocks before taking the other's (a defaulted move assignment would
+  // leak them).
+  Arena& operator=(Arena&& other) noexcept;
   ~Arena();
 
   // Returns zero-initialised, 64-byte aligned memory. Grows by whole blocks.
