@@ -273,6 +273,18 @@ const AdamWParamState* AdamW::state(const std::string& full_name) const {
   return it == states_.end() ? nullptr : &it->second;
 }
 
+Status AdamW::set_state(const Param& param, int64_t step, const float* m, const float* v) {
+  if (step < 0) return invalid_argument("AdamW::set_state: negative step for " + param.full_name());
+  VILA_ASSIGN_OR_RETURN(AdamWParamState s, make_state(config_, param.shape));
+  s.step = step;
+  for (int64_t b = 0; b < s.exp_avg.num_blocks(); ++b) {
+    s.exp_avg.encode_block(b, m + b * kStateBlock);
+    s.exp_avg_sq.encode_block(b, v + b * kStateBlock);
+  }
+  states_.insert_or_assign(param.full_name(), std::move(s));
+  return ok_status();
+}
+
 double AdamW::bytes_per_param() const {
   return state_bytes_per_value(config_.exp_avg_format) +
          state_bytes_per_value(config_.exp_avg_sq_format);

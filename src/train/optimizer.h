@@ -81,6 +81,10 @@ class AdamW {
   const AdamWConfig& config() const { return config_; }
   // State of a parameter (by full name), nullptr before its first step.
   const AdamWParamState* state(const std::string& full_name) const;
+  // Replaces (or creates) the state of parameter `param` from fp32 moments m, v (numel values
+  // each) at step count `step`, encoded in this config's formats (the CUDA trainer's moments
+  // brought back for a checkpoint).
+  Status set_state(const Param& param, int64_t step, const float* m, const float* v);
   // Bytes of optimizer state per parameter value for this config (m + v, scales included):
   // 8 for f32/f32, 4 for bf16/bf16, 2.0625 for i8_block/i8_block.
   double bytes_per_param() const;

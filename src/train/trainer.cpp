@@ -15,6 +15,7 @@
 #include "train/optimizer.h"
 #include "train/run_dir.h"
 #include "train/schedule.h"
+#include "train/step_engine.h"
 #include "train/train_data.h"
 
 namespace vila::train {
@@ -92,6 +93,7 @@ struct Trainer::Impl {
   ParamStore store;
   std::unique_ptr<VlmModel> model;
   std::optional<AdamW> optimizer;
+  std::unique_ptr<StepEngine> engine;  // where the steps run (config.device)
   std::optional<LrSchedule> schedule;
   LinearPrecision precision;
   std::optional<MetricsWriter> metrics;
@@ -209,6 +211,8 @@ Status Trainer::Impl::setup_model(const std::string& resume_dir) {
   adam.exp_avg_sq_format = adam.exp_avg_format;
   VILA_ASSIGN_OR_RETURN(AdamW opt, AdamW::create(adam));
   optimizer.emplace(std::move(opt));
+  VILA_ASSIGN_OR_RETURN(engine, make_step_engine(config.device, *model, store, *optimizer));
+  if (config.device != "cpu") log("device: " + config.device);
   return ok_status();
 }
 
@@ -226,12 +230,12 @@ Status Trainer::Impl::plan_steps() {
     double best = 1e30;
     for (int trial = 0; trial < kPlanTrials; ++trial) {
       const auto t0 = Clock::now();
-      VILA_RETURN_IF_ERROR(model->forward_backward(batch, opts).status());
+      VILA_RETURN_IF_ERROR(engine->forward_backward(batch, opts).status());
       best = std::min(best, seconds_since(t0));
     }
     // The optimizer step and the data adds about a tenth to the forward + backward.
     const double per_step = best * kStepOverhead * static_cast<double>(config.grad_accum);
-    store.zero_grads();
+    VILA_RETURN_IF_ERROR(engine->zero_grads());
     VILA_RETURN_IF_ERROR(stream->restore(saved));
     total_steps = std::max<int64_t>(
         1,
@@ -303,6 +307,7 @@ Status Trainer::Impl::restore(const std::string& dir) {
   VILA_ASSIGN_OR_RETURN(auto file,
                         SafetensorsFile::open((fs::path(dir) / kOptimizerFile).string()));
   VILA_RETURN_IF_ERROR(optimizer->load(*file, store));
+  VILA_RETURN_IF_ERROR(engine->from_host());
   VILA_RETURN_IF_ERROR(rewrite_metrics_up_to(step));
   log("resumed from " + dir + " at step " + std::to_string(step));
   return ok_status();
@@ -324,6 +329,7 @@ Status Trainer::Impl::rewrite_metrics_up_to(int64_t last_step) {
 
 StatusOr<std::string> Trainer::Impl::save() {
   const double elapsed = elapsed_now();
+  VILA_RETURN_IF_ERROR(engine->to_host());
   VILA_ASSIGN_OR_RETURN(
       std::string dir,
       commit_checkpoint(
@@ -378,10 +384,6 @@ Trainer::~Trainer() = default;
 StatusOr<std::unique_ptr<Trainer>> Trainer::create(const TrainConfig& config,
                                                    const TrainerOptions& options,
                                                    TrainerCallbacks callbacks) {
-  if (config.device != "cpu") {
-    return unimplemented(config.source + ": device: training on '" + config.device +
-                         "' is not implemented yet (cpu only)");
-  }
   std::unique_ptr<Trainer> t(new Trainer());
   Impl& m = *t->impl_;
   m.config = config;
@@ -443,28 +445,26 @@ Status Trainer::run() {
     double loss = 0;
     bool finite = true;
     for (const PackedBatch& b : micro) {
-      VILA_ASSIGN_OR_RETURN(StepResult r, m.model->forward_backward(b, opts));
+      VILA_ASSIGN_OR_RETURN(StepResult r, m.engine->forward_backward(b, opts));
       loss += r.loss;
       if (!std::isfinite(r.loss)) {
         finite = false;
         break;
       }
     }
-    if (finite && m.options.after_backward) m.options.after_backward(m.step + 1, m.store);
+    if (finite && m.options.after_backward && m.engine->host_gradients()) {
+      m.options.after_backward(m.step + 1, m.store);
+    }
     double norm = 0;
     if (finite) {
-      VILA_ASSIGN_OR_RETURN(
-          GradClipResult clip,
-          m.config.clip_grad_norm > 0
-              ? clip_grad_norm(m.store, m.config.clip_grad_norm)
-              : StatusOr<GradClipResult>(GradClipResult{global_grad_norm(m.store)}));
+      VILA_ASSIGN_OR_RETURN(GradClipResult clip, m.engine->clip(m.config.clip_grad_norm));
       norm = clip.norm;
       finite = clip.finite && std::isfinite(clip.norm);
     }
     const double lr = m.schedule->lr(m.step);
     StepMetrics sm;
     if (!finite) {
-      m.store.zero_grads();
+      VILA_RETURN_IF_ERROR(m.engine->zero_grads());
       if (m.config.on_nan == "stop") {
         return data_loss("step " + std::to_string(m.step + 1) +
                          ": the loss or the gradient is not finite (loss " + std::to_string(loss) +
@@ -481,8 +481,8 @@ Status Trainer::run() {
       sm.skipped = true;
     } else {
       skips_in_a_row = 0;
-      VILA_RETURN_IF_ERROR(m.optimizer->step(m.store, lr));
-      m.store.zero_grads();
+      VILA_RETURN_IF_ERROR(m.engine->step(lr));
+      VILA_RETURN_IF_ERROR(m.engine->zero_grads());
     }
     m.step++;
     steps_this_run++;

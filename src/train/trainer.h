@@ -12,6 +12,10 @@
 // trainer_state.json {step, tokens, elapsed, schedule total, data stream state, losses so far}.
 // Resume continues bit-for-bit: the same data, the same optimizer state, the same steps, so the
 // loss sequence of a stopped-and-resumed run equals that of a run that never stopped (tested).
+// Device (config.device): "cpu" runs VlmModel + AdamW over the ParamStore; "cuda" runs
+// CudaVlmModel with parameters, gradients and fp32 moments on the GPU, copied to the ParamStore /
+// AdamW for each checkpoint (train/step_engine.h). A CUDA resume continues the same steps, equal to
+// an uninterrupted run up to the rounding of fp32 atomics (not bit for bit).
 // The step budget: config.steps, or when 0, steps run until config.minutes of wall time are
 // spent (the schedule then assumes the rate measured over the first steps; a time-limited run is
 // not bit-reproducible in its length, only in its steps).
@@ -55,7 +59,7 @@ struct TrainerOptions {
   bool resume = false;     // continue from <output>/latest
   int64_t stop_after = 0;  // > 0: stop (with a checkpoint) after this many steps of this run
   // Fault injection for tests: called with the parameters after each step's backward, before
-  // clipping (a test writes a NaN into a gradient to exercise the non-finite path).
+  // clipping (a test writes a NaN into a gradient to exercise the non-finite path). CPU only.
   std::function<void(int64_t step, ParamStore& params)> after_backward;
 };
 

@@ -129,12 +129,13 @@ struct TinyLlm {
   train::LlmModel llm;
 };
 
-train::LanguageConfig tiny_config() {
+// head_dim hidden / 4: 16 takes the materialised attention backward, 64 the flash one.
+train::LanguageConfig tiny_config(int64_t hidden) {
   train::LanguageConfig c;
-  c.hidden = 64;
+  c.hidden = hidden;
   c.layers = 2;
   c.heads = 4;
-  c.kv_heads = 2;  // head_dim 16, GQA 2
+  c.kv_heads = 2;  // GQA 2
   c.intermediate = 96;
   c.vocab = 101;
   c.max_position = 256;
@@ -142,9 +143,9 @@ train::LanguageConfig tiny_config() {
   return c;
 }
 
-Status make_tiny(TinyLlm& t) {
+Status make_tiny(TinyLlm& t, int64_t hidden = 64) {
   VILA_ASSIGN_OR_RETURN(t.vlm, train::vlm_preset("tiny"));
-  t.vlm.llm = tiny_config();
+  t.vlm.llm = tiny_config(hidden);
   VILA_RETURN_IF_ERROR(train::register_params(t.vlm, t.store));
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -186,9 +187,9 @@ void make_batch(int64_t R, int64_t V, std::vector<int32_t>& ids, std::vector<int
   }
 }
 
-void check_step(bool recompute) {
+void check_step(bool recompute, int64_t hidden = 64) {
   TinyLlm t;
-  ASSERT_TRUE(make_tiny(t).ok());
+  ASSERT_TRUE(make_tiny(t, hidden).ok());
   const int64_t batch = 2, seq = 40;
   std::vector<int32_t> ids, targets;
   make_batch(batch * seq, t.vlm.llm.vocab, ids, targets);
@@ -213,8 +214,8 @@ void check_step(bool recompute) {
     worst = std::max(worst, e);
     EXPECT_LT(e, 3e-2) << name;
   }
-  std::printf("[ train ] recompute %d: loss gpu %.6f cpu %.6f, worst grad rel err %.3g\n",
-              recompute ? 1 : 0, *loss, *cpu_loss, worst);
+  std::printf("[ train ] hidden %d recompute %d: loss gpu %.6f cpu %.6f, worst grad rel err %.3g\n",
+              static_cast<int>(hidden), recompute ? 1 : 0, *loss, *cpu_loss, worst);
 }
 
 TEST(TrainCudaTest, LlmStepMatchesCpu) {
@@ -225,6 +226,11 @@ TEST(TrainCudaTest, LlmStepMatchesCpu) {
 TEST(TrainCudaTest, LlmStepWithRecomputeMatchesCpu) {
   VILA_SKIP_WITHOUT_GPU();
   check_step(true);
+}
+
+TEST(TrainCudaTest, LlmStepWithFlashBackwardMatchesCpu) {
+  VILA_SKIP_WITHOUT_GPU();
+  check_step(false, 256);  // head_dim 64
 }
 
 TEST(TrainCudaTest, ThreeAdamWStepsMatchCpu) {

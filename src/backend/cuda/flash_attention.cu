@@ -11,7 +11,8 @@
 // online softmax in the log2 domain (c = scale · log2 e)
 //   m' = max(m, max_j s_j),  p_j = 2^(c·s_j − c·m'),  l' = 2^(c·m − c·m') l + Σ_j p_j,
 //   O' = 2^(c·m − c·m') O + P V   (P rounded to the 16-bit type for the MMA),
-// and writes out = O / l. Causal blocks stop at the tile of their last query; only tiles that
+// and writes out = O / l (dense, optionally, lse = (c·m + log2 l) · ln 2 per row for the
+// backward). Causal blocks stop at the tile of their last query; only tiles that
 // cross the diagonal or the end of the keys are masked. Head dims are padded in shared memory to
 // kD ∈ {32, 64, 80, 96, 128} with zeros; global rows are never read past head_dim.
 #include <cmath>
@@ -44,6 +45,7 @@ constexpr int kQInRegsMaxD = 80;
 constexpr int kMaxGridYZ = 65535;
 constexpr int64_t kMaxRowStride = int64_t{1} << 23;  // tile offsets (128 rows) stay in int32
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
 
 // Everything a forward block needs; the loader decides which fields it reads.
 struct FwdParams {
@@ -66,6 +68,7 @@ struct FwdParams {
   int head_dim = 0;
   bool causal = true;
   float scale_log2 = 0.0f;  // scale · log2 e
+  float* lse = nullptr;     // dense, optional: (rows, n_head) natural log-sum-exp
 };
 
 // Sequence b: its first query row in q / out, its query count and its key count.
@@ -78,6 +81,7 @@ struct SeqInfo {
 // K/V from the paged cache: tile j of (sequence b, KV head hk) is page block_table[b][j], rows
 // head_dim apart. kv_len is clamped to the pages the table can name.
 struct PagedLoader {
+  static constexpr bool kWritesLse = false;
   __device__ static SeqInfo sequence(const FwdParams& p, int b) {
     const int q0 = p.q_start[b];
     const int kv = min(p.kv_len[b], p.max_pages * kKvPageSize);
@@ -102,6 +106,7 @@ struct PagedLoader {
 
 // K/V as strided rows: sequence b owns rows b*seq .. b*seq+seq-1 of q, k, v and out.
 struct DenseLoader {
+  static constexpr bool kWritesLse = true;  // when FwdParams::lse is set
   __device__ static SeqInfo sequence(const FwdParams& p, int b) {
     return {static_cast<int64_t>(b) * p.seq, p.seq, p.seq};
   }
@@ -289,6 +294,11 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams 
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       const int row = m0 + (warp * kWarpTiles + mt) * kMmaM + quad + r * 8;
       if (row >= seq.q_len) continue;
+      // lse = ln Σ exp = (c·max + log2 l) · ln 2, once per row (dense only).
+      if (Loader::kWritesLse && p.lse != nullptr && quad_lane == 0) {
+        p.lse[(seq.q_row0 + row) * p.n_head + h] =
+            sum > 0.0f ? (row_max[mt][r] * p.scale_log2 + log2f(sum)) * kLn2 : -INFINITY;
+      }
       T* dst = out + (seq.q_row0 + row) * p.out_stride + static_cast<int64_t>(h) * p.head_dim;
 #pragma unroll
       for (int n = 0; n < kOTiles; ++n) {
@@ -453,6 +463,7 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream) {
   p.head_dim = args.head_dim;
   p.causal = args.causal;
   p.scale_log2 = args.scale * kLog2e;
+  p.lse = args.lse;
   return dispatch_fwd<DenseLoader>(kOp, p, args.dtype, ceil_div(args.seq, kBlockM), args.batch,
                                    stream);
 }

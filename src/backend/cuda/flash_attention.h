@@ -46,7 +46,9 @@ struct PagedPrefillArgs {
 Status flash_attention_paged(const PagedPrefillArgs& args, void* stream);
 
 // batch independent sequences of seq rows each: row (b*seq + s) of q holds n_head*head_dim values
-// at q_row_stride (k, v: n_head_kv*head_dim values at their strides; out like q).
+// at q_row_stride (k, v: n_head_kv*head_dim values at their strides; out like q). lse (optional,
+// for the training backward, flash_attention_backward.h): (batch*seq, n_head) f32, written with
+// the natural log-sum-exp of each row's scaled scores, log Σ_j exp(scale · q·k_j).
 struct DenseAttentionArgs {
   void* out = nullptr;
   int64_t out_row_stride = 0;
@@ -64,6 +66,7 @@ struct DenseAttentionArgs {
   bool causal = false;
   float scale = 0.0f;
   DType dtype = DType::kBF16;
+  float* lse = nullptr;  // (batch*seq, n_head) f32, or null
 };
 Status flash_attention_dense(const DenseAttentionArgs& args, void* stream);
 

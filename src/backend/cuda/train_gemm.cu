@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/train_gemm.h"
@@ -22,12 +23,25 @@ namespace vila::cuda {
 
 namespace {
 
+constexpr uint32_t kMaxAlignment = 256;  // bytes: cuBLASLt's default assumption
+
+// The largest power of two <= 256 dividing the operand's address, row stride and batch stride
+// (bytes): what the plan may assume (attention's per-head operands start at h·D elements, which
+// for small head dims is less aligned than cuBLASLt's default of 256 bytes).
+uint32_t alignment_of(const void* ptr, int64_t ld, int64_t stride, int64_t elem_bytes) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(ptr) | static_cast<uint64_t>(ld * elem_bytes) |
+                  static_cast<uint64_t>(stride * elem_bytes) | kMaxAlignment;
+  return static_cast<uint32_t>(bits & (~bits + 1));  // lowest set bit
+}
+
 struct Key {
   int64_t m, n, k, lda, ldb, ldc, sa, sb, sc;
   int batch, c_dtype;
   bool ta, tb, beta_nonzero;
+  uint32_t align_a, align_b, align_c;  // bytes
   auto tie() const {
-    return std::tie(m, n, k, lda, ldb, ldc, sa, sb, sc, batch, c_dtype, ta, tb, beta_nonzero);
+    return std::tie(m, n, k, lda, ldb, ldc, sa, sb, sc, batch, c_dtype, ta, tb, beta_nonzero,
+                    align_a, align_b, align_c);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -92,6 +106,16 @@ Status build(Blas& blas, const Key& key, Plan& plan) {
   const size_t ws = blas.workspace_bytes();
   VILA_TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  // cuBLASLt's A is our B and its B our A.
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_b},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_a},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_c}};
+  for (const auto& [attr, bytes] : aligns) {
+    VILA_TG_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref.pref, attr, &bytes, sizeof(bytes)));
+  }
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   VILA_TG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
@@ -145,7 +169,10 @@ Status TrainGemm::gemm(const GemmArgs& g, void* stream) {
                 static_cast<int>(g.c_dtype),
                 g.trans_a,
                 g.trans_b,
-                g.beta != 0.0f};
+                g.beta != 0.0f,
+                alignment_of(g.a, g.lda, g.stride_a, 2),
+                alignment_of(g.b, g.ldb, g.stride_b, 2),
+                alignment_of(g.c, g.ldc, g.stride_c, g.c_dtype == DType::kF32 ? 4 : 2)};
   auto& slot = cache_->plans[key];
   if (slot == nullptr) {
     auto plan = std::make_unique<Plan>();

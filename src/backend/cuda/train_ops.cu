@@ -84,6 +84,7 @@ __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ 
     }
   }
   __syncthreads();
+  if (dw == nullptr) return;  // frozen weight
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) atomicAdd(dw + c, dw_part[c]);
 }
 
@@ -102,7 +103,7 @@ __global__ void qkv_rope_split_kernel(bf16* __restrict__ q, bf16* __restrict__ k
     const float* src = qkv + (row * all_heads + h) * d;
     const float x1 = src[i], x2 = src[i + half];
     float y1 = x1, y2 = x2;
-    if (h < heads + kv_heads) {  // q and k heads rotate
+    if (cos != nullptr && h < heads + kv_heads) {  // q and k heads rotate (null: no RoPE)
       const int64_t t = (row % seq) * half + i;
       const float c = cos[t], s = sin[t];
       y1 = x1 * c - x2 * s;
@@ -125,8 +126,11 @@ __global__ void qkv_rope_split_kernel(bf16* __restrict__ q, bf16* __restrict__ k
 __global__ void qkv_grad_merge_kernel(bf16* __restrict__ dqkv, const float* __restrict__ dq,
                                       const float* __restrict__ dk, const float* __restrict__ dv,
                                       const float* __restrict__ cos, const float* __restrict__ sin,
-                                      int64_t seq, int heads, int kv_heads, int d) {
-  const int half = d / 2, all_heads = heads + 2 * kv_heads, group = heads / kv_heads;
+                                      int64_t seq, int heads, int kv_heads, int d,
+                                      bool kv_summed) {
+  const int half = d / 2, all_heads = heads + 2 * kv_heads;
+  // dk / dv rows: per query head (group of H / Hkv summed here), or already summed per KV head.
+  const int group = kv_summed ? 1 : heads / kv_heads, kv_row_heads = kv_summed ? kv_heads : heads;
   const int64_t total = seq * all_heads * half;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -144,13 +148,13 @@ __global__ void qkv_grad_merge_kernel(bf16* __restrict__ dqkv, const float* __re
       const float* base = h < heads + kv_heads ? dk : dv;
       rotate = h < heads + kv_heads;
       for (int j = 0; j < group; ++j) {
-        const float* src = base + (row * heads + kvh * group + j) * d;
+        const float* src = base + (row * kv_row_heads + kvh * group + j) * d;
         g1 += src[i];
         g2 += src[i + half];
       }
     }
     float x1 = g1, x2 = g2;
-    if (rotate) {
+    if (rotate && cos != nullptr) {  // null: no RoPE
       const int64_t t = row * half + i;
       const float c = cos[t], s = sin[t];
       x1 = g1 * c + g2 * s;
@@ -176,36 +180,40 @@ __global__ void expand_kv_kernel(bf16* __restrict__ out, const bf16* __restrict_
 }
 
 // One block per row (matrix, i) of T entries; j > i masked.
-__global__ void causal_softmax_kernel(bf16* __restrict__ p, const float* __restrict__ s,
-                                      int64_t t) {
+// One block per row of S (n·t rows of t): row i of its (t, t) matrix sees columns 0..last,
+// last = i when causal, else t - 1; masked columns of P are 0.
+__global__ void softmax_kernel(bf16* __restrict__ p, const float* __restrict__ s, int64_t t,
+                               bool causal) {
   __shared__ float red[kWarp];
   const int64_t row = blockIdx.x;
-  const int64_t i = row % t;
+  const int64_t last = causal ? row % t : t - 1;
   const float* sr = s + row * t;
   bf16* pr = p + row * t;
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j <= i; j += blockDim.x) mx = fmaxf(mx, sr[j]);
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) mx = fmaxf(mx, sr[j]);
   mx = block_max(mx, red);
   float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j <= i; j += blockDim.x) sum += __expf(sr[j] - mx);
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) sum += __expf(sr[j] - mx);
   sum = block_sum(sum, red);
   const float inv = 1.0f / sum;
   for (int64_t j = threadIdx.x; j < t; j += blockDim.x) {
-    pr[j] = __float2bfloat16_rn(j <= i ? __expf(sr[j] - mx) * inv : 0.0f);
+    pr[j] = __float2bfloat16_rn(j <= last ? __expf(sr[j] - mx) * inv : 0.0f);
   }
 }
 
-__global__ void causal_softmax_backward_kernel(bf16* __restrict__ p, const float* __restrict__ dp,
-                                               int64_t t) {
+__global__ void softmax_backward_kernel(bf16* __restrict__ p, const float* __restrict__ dp,
+                                        int64_t t, bool causal) {
   __shared__ float red[kWarp];
   const int64_t row = blockIdx.x;
-  const int64_t i = row % t;
+  const int64_t last = causal ? row % t : t - 1;
   bf16* pr = p + row * t;
   const float* dpr = dp + row * t;
   float dot = 0.0f;
-  for (int64_t j = threadIdx.x; j <= i; j += blockDim.x) dot += __bfloat162float(pr[j]) * dpr[j];
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) {
+    dot += __bfloat162float(pr[j]) * dpr[j];
+  }
   dot = block_sum(dot, red);
-  for (int64_t j = threadIdx.x; j <= i; j += blockDim.x) {
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) {
     pr[j] = __float2bfloat16_rn(__bfloat162float(pr[j]) * (dpr[j] - dot));
   }
 }
@@ -358,12 +366,13 @@ Status train_qkv_rope_split(void* q, void* k, void* v, const float* qkv, const f
 }
 
 Status train_qkv_grad_merge(void* dqkv, const float* dq, const float* dk_exp, const float* dv_exp,
-                            const float* cos, const float* sin, const QkvShape& s, void* stream) {
+                            const float* cos, const float* sin, const QkvShape& s, void* stream,
+                            bool kv_summed) {
   VILA_RETURN_IF_ERROR(check_qkv(s, "train_qkv_grad_merge"));
   const int64_t total = s.seq * (s.heads + 2 * s.kv_heads) * (s.head_dim / 2);
   qkv_grad_merge_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
       static_cast<bf16*>(dqkv), dq, dk_exp, dv_exp, cos, sin, s.seq, s.heads, s.kv_heads,
-      s.head_dim);
+      s.head_dim, kv_summed);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }
@@ -378,24 +387,25 @@ Status train_expand_kv(void* out, const void* kv, const QkvShape& s, void* strea
   return ok_status();
 }
 
-Status train_causal_softmax(void* p, const float* s, int64_t n, int64_t t, void* stream) {
+Status train_softmax(void* p, const float* s, int64_t n, int64_t t, bool causal, void* stream) {
   if (n <= 0 || t <= 0 || n * t > (int64_t{1} << 31)) {
-    return invalid_argument("train_causal_softmax: bad shape " + std::to_string(n) + " x " +
+    return invalid_argument("train_softmax: bad shape " + std::to_string(n) + " x " +
                             std::to_string(t));
   }
-  causal_softmax_kernel<<<static_cast<unsigned>(n * t), kThreads, 0, as_stream(stream)>>>(
-      static_cast<bf16*>(p), s, t);
+  softmax_kernel<<<static_cast<unsigned>(n * t), kThreads, 0, as_stream(stream)>>>(
+      static_cast<bf16*>(p), s, t, causal);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }
 
-Status train_causal_softmax_backward(void* p, const float* dp, int64_t n, int64_t t, void* stream) {
+Status train_softmax_backward(void* p, const float* dp, int64_t n, int64_t t, bool causal,
+                              void* stream) {
   if (n <= 0 || t <= 0 || n * t > (int64_t{1} << 31)) {
-    return invalid_argument("train_causal_softmax_backward: bad shape " + std::to_string(n) +
-                            " x " + std::to_string(t));
+    return invalid_argument("train_softmax_backward: bad shape " + std::to_string(n) + " x " +
+                            std::to_string(t));
   }
-  causal_softmax_backward_kernel<<<static_cast<unsigned>(n * t), kThreads, 0, as_stream(stream)>>>(
-      static_cast<bf16*>(p), dp, t);
+  softmax_backward_kernel<<<static_cast<unsigned>(n * t), kThreads, 0, as_stream(stream)>>>(
+      static_cast<bf16*>(p), dp, t, causal);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -10,7 +10,7 @@
 //             dx (+)= r (dy w - x r² mean(dy w x)),  dw += Σ_rows dy x r
 //   rope:     y1 = x1 c - x2 s, y2 = x2 c + x1 s;  dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s
 //   swiglu:   m = silu(g) u;  dg = dm u σ(g)(1 + g(1 - σ(g))),  du = dm silu(g)
-//   softmax:  P = softmax_causal(S) per row;  dS = P ⊙ (dP - Σ_j P dP)
+//   softmax:  P = softmax(S) per row (causal or full);  dS = P ⊙ (dP - Σ_j P dP)
 #pragma once
 
 #include <cstdint>
@@ -22,32 +22,36 @@ namespace vila::cuda {
 // y (R, C) bf16, rstd (R) f32  <-  x (R, C) f32, w (C) f32.
 Status train_rms_norm_forward(void* y, float* rstd, const float* x, const float* w, int64_t rows,
                               int64_t cols, float eps, void* stream);
-// dx (R, C) f32 written (or added to when accumulate), dw (C) f32 added to; dy, x (R, C) f32.
+// dx (R, C) f32 written (or added to when accumulate), dw (C) f32 added to (null: frozen);
+// dy, x (R, C) f32.
 Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
                                const float* w, const float* rstd, int64_t rows, int64_t cols,
                                bool accumulate, void* stream);
 
 // qkv (R, (H + 2 Hkv) D) f32 -> q (R, H, D), k (R, Hkv, D) rotated, v (R, Hkv, D), all bf16.
-// Row r sits at position r % seq; cos, sin (seq, D/2) f32.
+// Row r sits at position r % seq; cos, sin (seq, D/2) f32, or both null: no rotation (SigLIP).
 struct QkvShape {
   int64_t rows = 0, seq = 0;
   int heads = 0, kv_heads = 0, head_dim = 0;
 };
 Status train_qkv_rope_split(void* q, void* k, void* v, const float* qkv, const float* cos,
                             const float* sin, const QkvShape& shape, void* stream);
-// One sequence (rows = seq): dq, dk_exp, dv_exp (seq, H, D) f32 (gradients of the rotated q, of k
-// and v expanded to every query head) -> dqkv (seq, (H + 2 Hkv) D) bf16: rotation undone, the
-// H / Hkv query heads of each KV head summed.
+// One sequence (rows = seq): dq (seq, H, D) and dk_exp, dv_exp (seq, H, D) f32 (gradients of the
+// rotated q, of k and v expanded to every query head; with kv_summed (seq, Hkv, D), already summed
+// per KV head) -> dqkv (seq, (H + 2 Hkv) D) bf16: rotation undone, the H / Hkv query heads of each
+// KV head summed.
 Status train_qkv_grad_merge(void* dqkv, const float* dq, const float* dk_exp, const float* dv_exp,
                             const float* cos, const float* sin, const QkvShape& shape,
-                            void* stream);
+                            void* stream, bool kv_summed = false);
 // kv (seq, Hkv, D) bf16 -> out (seq, H, D) bf16: query head h reads KV head h / (H / Hkv).
 Status train_expand_kv(void* out, const void* kv, const QkvShape& shape, void* stream);
 
-// p (n, T, T) bf16 <- causal softmax of s (n, T, T) f32 (already scaled); p = 0 above the diagonal.
-Status train_causal_softmax(void* p, const float* s, int64_t n, int64_t t, void* stream);
+// p (n, T, T) bf16 <- row softmax of s (n, T, T) f32 (already scaled); causal: p = 0 above the
+// diagonal, else every column counts.
+Status train_softmax(void* p, const float* s, int64_t n, int64_t t, bool causal, void* stream);
 // In place: p (n, T, T) bf16 holds P on entry and dS on return; dp (n, T, T) f32.
-Status train_causal_softmax_backward(void* p, const float* dp, int64_t n, int64_t t, void* stream);
+Status train_softmax_backward(void* p, const float* dp, int64_t n, int64_t t, bool causal,
+                              void* stream);
 
 // gu (R, 2F) bf16 = [g | u] -> m (R, F) bf16.
 Status train_silu_mul(void* m, const void* gu, int64_t rows, int64_t f, void* stream);

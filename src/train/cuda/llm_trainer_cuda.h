@@ -1,16 +1,9 @@
-// CudaLlmTrainer: one training step of a Qwen2 decoder (text only) on the GPU, the CUDA twin of
-// train/model/vlm_llm.h's LlmModel + cross entropy + AdamW.
-//
-// Precision: fp32 master weights, gradients and AdamW moments on the device, a bf16 copy of the
-// weights for the GEMMs (rewritten by the AdamW kernel), bf16 activations, fp32 residual stream,
-// fp32 RMSNorm / softmax / loss math, fp32 GEMM accumulation.
-// Layout: every parameter in one fp32 buffer (so AdamW, the grad norm and zeroing are one kernel
-// each), decaying weights first; q/k/v and gate/up are adjacent so that each pair runs as one
-// GEMM:  Wqkv ((H + 2 Hkv) D, C),  Wgu (2F, C).
-// Step (R = batch · T rows, each batch row an independent sequence at positions 0..T-1):
-//   x = embed(ids); per layer (see vlm_llm.h) with attention forward = flash_attention_dense and
-//   attention backward recomputing P = softmax(scale q kᵀ) per head with strided-batched GEMMs;
-//   loss = mean cross entropy over targets != -100; backward; grads in fp32.
+// CudaLlmTrainer: training steps of a Qwen2 decoder alone (text only, batch rows of equal length)
+// on the GPU — `vila bench --train` and the CUDA-vs-CPU LLM tests. A thin driver of CudaLlm
+// (llm_cuda.h: the model), DeviceParams (device_params.h: parameters and AdamW) and the fused
+// cross-entropy kernel; the whole VLM is CudaVlmModel (vlm_cuda.h).
+// Step: R = batch · T rows, each batch row an independent sequence at positions 0..T-1;
+// loss = mean cross entropy over targets != -100; grads (zeroed first) in fp32.
 // recompute: only each layer's input x is kept; the layer's forward reruns before its backward.
 #pragma once
 
@@ -50,7 +43,7 @@ class CudaLlmTrainer {
   Status optimizer_step(double lr);
   Status synchronize();
 
-  // Host copies of a parameter's fp32 value / gradient by its released name
+  // Host copies of a parameter's fp32 value / gradient by its name in llm/
   // ("model.layers.0.self_attn.q_proj.weight").
   StatusOr<std::vector<float>> value(const std::string& name);
   StatusOr<std::vector<float>> grad(const std::string& name);

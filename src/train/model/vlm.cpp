@@ -65,7 +65,7 @@ void VlmModel::init(uint64_t seed, float std) {
   store_->zero_grads();
 }
 
-Status VlmModel::check_batch(const PackedBatch& b) const {
+Status check_packed_batch(const VlmConfig& config, const PackedBatch& b) {
   const int64_t T = b.tokens();
   auto bad = [](const std::string& what) { return invalid_argument("PackedBatch: " + what); };
   if (T <= 0) return bad("no tokens");
@@ -82,7 +82,7 @@ Status VlmModel::check_batch(const PackedBatch& b) const {
     if (!b.media_rows.empty()) return bad("media_rows given without images");
     return ok_status();
   }
-  const VisionTowerConfig& v = config_.vision;
+  const VisionTowerConfig& v = config.vision;
   if (b.image_size != v.image_size) {
     return bad("image_size " + std::to_string(b.image_size) + " differs from the model's " +
                std::to_string(v.image_size));
@@ -92,9 +92,9 @@ Status VlmModel::check_batch(const PackedBatch& b) const {
     return bad("pixels has " + std::to_string(b.pixels.size()) + " values, expected " +
                std::to_string(px));
   }
-  if (b.tokens_per_image != config_.tokens_per_image()) {
+  if (b.tokens_per_image != config.tokens_per_image()) {
     return bad("tokens_per_image " + std::to_string(b.tokens_per_image) +
-               " differs from the model's " + std::to_string(config_.tokens_per_image()));
+               " differs from the model's " + std::to_string(config.tokens_per_image()));
   }
   if (static_cast<int64_t>(b.media_rows.size()) != b.image_count * b.tokens_per_image) {
     return bad("media_rows has " + std::to_string(b.media_rows.size()) + " entries, expected " +
@@ -104,7 +104,7 @@ Status VlmModel::check_batch(const PackedBatch& b) const {
 }
 
 Status VlmModel::forward(const PackedBatch& b, const LinearPrecision& precision) {
-  VILA_RETURN_IF_ERROR(check_batch(b));
+  VILA_RETURN_IF_ERROR(check_packed_batch(config_, b));
   const float* feats = nullptr;
   if (b.image_count > 0) {
     VILA_RETURN_IF_ERROR(vision_.forward(b.pixels.data(), b.image_count, precision));

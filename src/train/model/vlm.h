@@ -42,6 +42,10 @@ struct StepResult {
   std::vector<float> logits;  // (T, V) when TrainOptions::keep_logits
 };
 
+// OK when `batch` fits `config` (token row, targets, segments, image geometry, media rows);
+// InvalidArgument naming the PackedBatch field otherwise.
+Status check_packed_batch(const VlmConfig& config, const PackedBatch& batch);
+
 class VlmModel {
  public:
   // Registers every parameter of `config` in `store` (register_params: existing ones are kept, so
@@ -67,7 +71,6 @@ class VlmModel {
 
  private:
   VlmModel() = default;
-  Status check_batch(const PackedBatch& batch) const;
   Status forward(const PackedBatch& batch, const LinearPrecision& precision);
 
   VlmConfig config_;

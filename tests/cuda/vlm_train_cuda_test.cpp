@@ -1,0 +1,256 @@
+// The whole VLM trained on the GPU (CudaVlmModel, issue 5) against the references:
+//   - the PyTorch golden fixture (tests/fixtures/train/golden, scripts/make_golden_train.py): loss,
+//     every parameter gradient and the losses of 5 torch.optim.AdamW steps, within bf16 tolerance
+//     (the CPU matches the same fixture to 1e-4 in fp32: tests/train/golden_train_test.cpp);
+//   - the CPU model with frozen modules (the align stage trains the projector only);
+//   - `device: cuda` in the trainer: the loss curve of the CPU run within bf16 tolerance, and a
+//     stopped-and-resumed CUDA run equal to an uninterrupted one up to fp32-atomic rounding.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cuda_test_util.h"
+
+#ifdef VILA_WITH_CUDA
+#include "../common/temp_dir.h"
+#include "data/fashion_mnist.h"
+#include "format/safetensors.h"
+#include "model/vila_model.h"
+#include "train/cuda/vlm_cuda.h"
+#include "train/model/released_io.h"
+#include "train/model/vlm.h"
+#include "train/optimizer.h"
+#include "train/trainer.h"
+#endif
+
+namespace vila::train {
+namespace {
+
+#ifdef VILA_WITH_CUDA
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kGolden = std::string(VILA_FIXTURES_DIR) + "/train/golden";
+// bf16 GEMM operands through a 3-layer tower, a projector and a 2-layer LLM.
+constexpr double kLossTol = 2e-2;  // relative
+constexpr double kGradTol = 6e-2;  // relative L2 error per tensor
+constexpr double kStepTol = 5e-2;  // relative, per AdamW step loss
+
+template <typename T>
+std::vector<T> read_vec(const SafetensorsFile& f, const std::string& name) {
+  const SafetensorsEntry& e = f.entries().at(name);
+  const T* p = reinterpret_cast<const T*>(e.data);
+  return std::vector<T>(p, p + e.shape.numel());
+}
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (static_cast<double>(a[i]) - ref[i]) * (static_cast<double>(a[i]) - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+class GoldenOnCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VILA_SKIP_WITHOUT_GPU();
+    std::ifstream in(kGolden + "/reference.json");
+    ASSERT_TRUE(in) << kGolden;
+    ref_ = json::parse(in);
+    ASSERT_TRUE(load_released(kGolden, store_, &config_).ok());
+    ASSERT_TRUE(register_params(config_, store_).ok());
+    auto bf = SafetensorsFile::open(kGolden + "/batch.safetensors");
+    ASSERT_TRUE(bf.ok()) << bf.status().message();
+    batch_.ids = read_vec<int32_t>(**bf, "ids");
+    batch_.targets = read_vec<int32_t>(**bf, "targets");
+    batch_.segments = read_vec<int32_t>(**bf, "segments");
+    for (int32_t r : read_vec<int32_t>(**bf, "media_rows")) batch_.media_rows.push_back(r);
+    batch_.pixels = read_vec<float>(**bf, "pixels");
+    batch_.image_size = ref_["image_size"].get<int64_t>();
+    batch_.tokens_per_image = ref_["tokens_per_image"].get<int64_t>();
+    batch_.image_count = static_cast<int64_t>(batch_.media_rows.size()) / batch_.tokens_per_image;
+    batch_.samples = batch_.segments.back() + 1;
+  }
+
+  json ref_;
+  ParamStore store_;
+  VlmConfig config_;
+  PackedBatch batch_;
+};
+
+TEST_F(GoldenOnCuda, LossAndEveryGradient) {
+  auto model = CudaVlmModel::create(config_, store_);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  auto r = (*model)->forward_backward(batch_, {});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const double ref_loss = ref_["loss"].get<double>();
+  EXPECT_NEAR(r->loss, ref_loss, kLossTol * ref_loss);
+  auto gf = SafetensorsFile::open(kGolden + "/grads.safetensors");
+  ASSERT_TRUE(gf.ok());
+  double worst = 0;
+  std::string worst_name;
+  int checked = 0;
+  for (const auto& n : ref_["parameters"]) {
+    const std::string name = n.get<std::string>();
+    const std::vector<float> ref = read_vec<float>(**gf, name);
+    auto g = (*model)->params().download_grad(name);
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    ASSERT_EQ(g->size(), ref.size()) << name;
+    double ref_max = 0;
+    for (float x : ref) ref_max = std::max(ref_max, std::abs(static_cast<double>(x)));
+    if (ref_max == 0) {  // not reached by the loss (SigLIP's last layer, post_layernorm)
+      for (float x : *g) ASSERT_EQ(x, 0.0f) << name;
+      continue;
+    }
+    if (name.find("k_proj.bias") != std::string::npos) continue;  // 0 up to rounding noise
+    const double e = rel_l2(*g, ref);
+    EXPECT_LE(e, kGradTol) << name;
+    if (e > worst) worst = e, worst_name = name;
+    ++checked;
+  }
+  EXPECT_GT(checked, 60);
+  std::printf("loss %.6f (PyTorch fp64 %.6f); worst gradient relative L2 error %.3g (%s), %d "
+              "tensors\n",
+              r->loss, ref_loss, worst, worst_name.c_str(), checked);
+}
+
+TEST_F(GoldenOnCuda, FiveAdamWSteps) {
+  auto model = CudaVlmModel::create(config_, store_);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  AdamWConfig ac;
+  ac.beta1 = ref_["betas"][0].get<double>();
+  ac.beta2 = ref_["betas"][1].get<double>();
+  ac.eps = ref_["eps"].get<double>();
+  ac.weight_decay = ref_["weight_decay"].get<double>();
+  const double lr = ref_["lr"].get<double>();
+  const auto expected = ref_["adamw_losses"].get<std::vector<double>>();
+  DeviceParams& p = (*model)->params();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_TRUE(p.zero_grads().ok());
+    auto r = (*model)->forward_backward(batch_, {});
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    std::printf("step %zu: loss %.6f, PyTorch fp64 %.6f\n", i, r->loss, expected[i]);
+    EXPECT_NEAR(r->loss, expected[i], kStepTol * expected[i]) << "after " << i << " steps";
+    if (i + 1 < expected.size()) ASSERT_TRUE(p.adamw_step(ac, lr, 0.0).ok());
+  }
+  // The moments come back to a host AdamW and the values to the store (checkpoints).
+  auto host = AdamW::create(ac);
+  ASSERT_TRUE(host.ok());
+  ASSERT_TRUE(p.download_state(*host, store_).ok());
+  ASSERT_TRUE(p.download_values(store_).ok());
+  const AdamWParamState* s = host->state("llm/model.norm.weight");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->step, static_cast<int64_t>(expected.size() - 1));
+  auto model2 = CudaVlmModel::create(config_, store_);  // from the downloaded values
+  ASSERT_TRUE(model2.ok());
+  ASSERT_TRUE((*model2)->params().upload_state(*host, store_).ok());
+  auto r1 = (*model)->forward_backward(batch_, {});
+  auto r2 = (*model2)->forward_backward(batch_, {});
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_NEAR(r1->loss, r2->loss, 1e-5 * r1->loss);
+}
+
+// The align stage: only the projector trains; the LLM and the tower are frozen but the gradient
+// still flows through the LLM to the projector.
+TEST_F(GoldenOnCuda, FrozenModulesMatchCpu) {
+  store_.set_trainable(ParamModule::kLlm, false);
+  store_.set_trainable(ParamModule::kVisionTower, false);
+  auto cpu = VlmModel::create(config_, store_);
+  ASSERT_TRUE(cpu.ok());
+  store_.zero_grads();
+  auto rc = (*cpu)->forward_backward(batch_, {});
+  ASSERT_TRUE(rc.ok());
+  auto model = CudaVlmModel::create(config_, store_);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  auto rg = (*model)->forward_backward(batch_, {});
+  ASSERT_TRUE(rg.ok()) << rg.status().message();
+  EXPECT_NEAR(rg->loss, rc->loss, kLossTol * rc->loss);
+  int projector = 0;
+  for (const Param* p : store_.all()) {
+    auto g = (*model)->params().download_grad(p->full_name());
+    if (p->module != ParamModule::kProjector) {
+      EXPECT_FALSE(g.ok()) << p->full_name() << " is frozen and has no gradient";
+      continue;
+    }
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    EXPECT_LE(rel_l2(*g, p->grad), kGradTol) << p->full_name();
+    ++projector;
+  }
+  EXPECT_GE(projector, 4);
+}
+
+bool have_fashion() {
+  return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
+}
+
+json tiny_run(const std::string& output, const std::string& device) {
+  return json{{"model", {{"preset", "tiny"}}},
+              {"tokenizer", {{"vocab_size", 300}}},
+              {"data", {{"fashion", {{"caption", 120}, {"compare", 20}}}, {"seed", 3}}},
+              {"optimizer", {{"lr", 3e-3}, {"weight_decay", 0.1}}},
+              {"steps", 8},
+              {"batch_tokens", 160},
+              {"grad_accum", 2},
+              {"clip_grad_norm", 1.0},
+              {"seed", 7},
+              {"device", device},
+              {"checkpoint", {{"keep", 3}}},
+              {"output", output}};
+}
+
+StatusOr<std::vector<double>> train(const json& j, const TrainerOptions& options) {
+  VILA_ASSIGN_OR_RETURN(TrainConfig config, train_config_from_json(j, "test.json"));
+  VILA_ASSIGN_OR_RETURN(auto trainer, Trainer::create(config, options, {}));
+  VILA_RETURN_IF_ERROR(trainer->run());
+  return trainer->losses();
+}
+
+TEST(TrainerOnCuda, FollowsTheCpuRunAndResumes) {
+  VILA_SKIP_WITHOUT_GPU();
+  if (!have_fashion()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  testing::TempDir c, g, h;
+  auto cpu = train(tiny_run(c.path(), "cpu"), {});
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  auto gpu = train(tiny_run(g.path(), "cuda"), {});
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  ASSERT_EQ(gpu->size(), cpu->size());
+  for (size_t i = 0; i < cpu->size(); ++i) {
+    std::printf("step %zu: cpu %.5f cuda %.5f\n", i + 1, (*cpu)[i], (*gpu)[i]);
+    EXPECT_NEAR((*gpu)[i], (*cpu)[i], kStepTol * (*cpu)[i]) << "step " << i + 1;
+  }
+  TrainerOptions first;
+  first.stop_after = 3;
+  ASSERT_TRUE(train(tiny_run(h.path(), "cuda"), first).ok());
+  TrainerOptions again;
+  again.resume = true;
+  auto rest = train(tiny_run(h.path(), "cuda"), again);
+  ASSERT_TRUE(rest.ok()) << rest.status().message();
+  ASSERT_EQ(rest->size(), gpu->size());
+  for (size_t i = 0; i < gpu->size(); ++i) {
+    EXPECT_NEAR((*rest)[i], (*gpu)[i], 1e-4 * (*gpu)[i]) << "step " << i + 1;
+  }
+  // The CUDA run's checkpoint is a released model the inference side loads.
+  auto loaded = VilaModel::load(g.path() + "/model");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  // 8-bit optimizer states are CPU-only for now: refused clearly.
+  json i8 = tiny_run(h.path() + "/i8", "cuda");
+  i8["optimizer"]["state_format"] = "i8_block";
+  auto refused = train(i8, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("f32"), std::string::npos)
+      << refused.status().message();
+}
+
+#else
+TEST(GoldenOnCuda, SkippedWithoutCuda) { GTEST_SKIP() << "no CUDA build"; }
+#endif
+
+}  // namespace
+}  // namespace vila::train
