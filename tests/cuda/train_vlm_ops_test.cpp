@@ -302,7 +302,7 @@ TEST(TrainVlmOpsTest, PositionAddAndBackwardMatchHost) {
   }
 }
 
-TEST(TrainVlmOpsTest, ColumnSumF32MatchesHost) {
+TEST(TrainVlmOpsTest, ColumnSumsMatchHost) {
   VILA_SKIP_WITHOUT_GPU();
   std::mt19937 rng(6);
   double worst = 0.0;
@@ -322,6 +322,17 @@ TEST(TrainVlmOpsTest, ColumnSumF32MatchesHost) {
       const double e = scaled_err(download<float>(dout, n), ref);
       EXPECT_LE(e, kF32Tol) << rows << "x" << n;
       worst = std::max(worst, e);
+      // The bf16 form (bias gradients from bf16 dy): the same sums of the rounded inputs.
+      const std::vector<uint16_t> in16 = to_bf16(in);
+      std::vector<float> ref16(out0.size());
+      for (int64_t c = 0; c < n; ++c) {
+        double s = out0[c];
+        for (int64_t r = 0; r < rows; ++r) s += bf16_to_f32(in16[r * n + c]);
+        ref16[c] = static_cast<float>(s);
+      }
+      cuda::DeviceBuffer din16 = upload(in16), dout16 = upload(out0);
+      expect_ok(cuda::train_column_sum_add(dout16.as<float>(), din16.data(), rows, n, nullptr));
+      EXPECT_LE(scaled_err(download<float>(dout16, n), ref16), kF32Tol) << rows << "x" << n;
     }
   }
   std::printf("[ vlmops ] column sum: worst err %.3g\n", worst);

@@ -41,16 +41,15 @@ void add_train_bench_options(CLI::App* cmd, TrainBenchArgs* args) {
   cmd->add_option("--seq", args->seq, "Training sequence length")->check(CLI::PositiveNumber);
   cmd->add_flag("--recompute", args->recompute, "Activation recomputation per layer");
   cmd->add_option("--train-steps", args->steps, "Timed training steps")->check(CLI::PositiveNumber);
+  cmd->add_flag("--vlm", args->vlm,
+                "With --train: the NVILA-Lite-2B-shaped VLM (SigLIP 448 + 3x3 projector + LLM)");
+  cmd->add_option("--tiles", args->tiles, "With --vlm: 448 tiles per sample")
+      ->check(CLI::PositiveNumber);
 }
 
-int run_bench_train(const TrainBenchArgs& args) {
-#ifndef VILA_WITH_CUDA
-  (void)args;
-  return report_error(unimplemented("bench --train: this build has no CUDA"));
-#else
-  if (cuda::device_count() == 0) return report_error(unimplemented("bench --train: no GPU"));
+train::LanguageConfig bench_llm_config(const std::string& shape) {
   train::LanguageConfig c;
-  if (args.shape == "qwen2-1.5b") {
+  if (shape == "qwen2-1.5b") {
     c.hidden = 1536, c.layers = 28, c.heads = 12, c.kv_heads = 2, c.intermediate = 8960;
   } else {
     c.hidden = 896, c.layers = 24, c.heads = 14, c.kv_heads = 2, c.intermediate = 4864;
@@ -59,6 +58,17 @@ int run_bench_train(const TrainBenchArgs& args) {
   c.max_position = 32768;
   c.rope_theta = 1e6;
   c.tie_word_embeddings = true;
+  return c;
+}
+
+int run_bench_train(const TrainBenchArgs& args) {
+#ifndef VILA_WITH_CUDA
+  (void)args;
+  return report_error(unimplemented("bench --train: this build has no CUDA"));
+#else
+  if (cuda::device_count() == 0) return report_error(unimplemented("bench --train: no GPU"));
+  if (args.vlm) return run_bench_train_vlm(args);
+  const train::LanguageConfig c = bench_llm_config(args.shape);
   auto info = cuda::device_info(0);
   if (!info.ok()) return report_error(info.status());
   auto peak = cuda::gemm_tflops(kPeakGemm, kPeakGemm, kPeakGemm, 5);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "train/model/vlm_config.h"
+
 namespace CLI {
 class App;
 }
@@ -19,6 +21,8 @@ struct TrainBenchArgs {
   bool recompute = false;            // --recompute
   int warmup = 3;
   int steps = 5;  // --train-steps
+  bool vlm = false;  // --vlm: the NVILA-Lite-2B-shaped VLM (LLM: --train-shape)
+  int64_t tiles = 5;  // --tiles: 448 tiles per sample (--vlm)
   std::string json_path;
 };
 
@@ -27,5 +31,9 @@ void add_train_bench_options(CLI::App* cmd, TrainBenchArgs* args);
 
 // Returns the process exit code.
 int run_bench_train(const TrainBenchArgs& args);
+// The Qwen2 geometry of --train-shape ("qwen2-1.5b": Qwen2.5-1.5B, "qwen2-0.5b"), tied embeddings.
+train::LanguageConfig bench_llm_config(const std::string& shape);
+// --vlm (cmd_bench_train_vlm.cpp).
+int run_bench_train_vlm(const TrainBenchArgs& args);
 
 }  // namespace vila::cli

@@ -255,14 +255,12 @@ __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restri
   }
 }
 
-// One thread per column; columns are coalesced across the warp.
-__global__ void column_sum_add_kernel(float* __restrict__ out, const bf16* __restrict__ in,
-                                      int64_t rows, int64_t n) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= n) return;
-  float s = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) s += __bfloat162float(in[r * n + c]);
-  out[c] += s;
+__global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf16* __restrict__ in,
+                                   int64_t n) {
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[idx] = __bfloat162float(in[idx]);
+  }
 }
 
 __global__ void embedding_forward_kernel(float* __restrict__ x, const float* __restrict__ table,
@@ -442,13 +440,11 @@ Status train_f32_to_bf16(void* out, const float* in, int64_t n, void* stream) {
   return ok_status();
 }
 
-Status train_column_sum_add(float* out, const void* in, int64_t rows, int64_t n, void* stream) {
-  if (rows <= 0 || n <= 0) {
-    return invalid_argument("train_column_sum_add: bad shape " + std::to_string(rows) + " x " +
-                            std::to_string(n));
-  }
-  column_sum_add_kernel<<<static_cast<unsigned>(ceil_div(n, int64_t{kThreads})), kThreads, 0,
-                          as_stream(stream)>>>(out, static_cast<const bf16*>(in), rows, n);
+Status train_bf16_to_f32(float* out, const void* in, int64_t n, void* stream) {
+  if (n < 0) return invalid_argument("train_bf16_to_f32: bad count " + std::to_string(n));
+  if (n == 0) return ok_status();
+  bf16_to_f32_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
+      out, static_cast<const bf16*>(in), n);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -59,10 +59,10 @@ Status train_silu_mul(void* m, const void* gu, int64_t rows, int64_t f, void* st
 Status train_silu_mul_backward(void* dgu, const void* dm, const void* gu, int64_t rows, int64_t f,
                                void* stream);
 
-// out (n) bf16 <- in (n) f32.
+// out (n) bf16 <- in (n) f32, and back.
 Status train_f32_to_bf16(void* out, const float* in, int64_t n, void* stream);
-// out (N) f32 += Σ_rows in (R, N) bf16 (the bias gradient).
-Status train_column_sum_add(float* out, const void* in, int64_t rows, int64_t n, void* stream);
+Status train_bf16_to_f32(float* out, const void* in, int64_t n, void* stream);
+// (The bias gradients' column sums are in train_vlm_ops.h.)
 // x (R, C) f32 <- table (V, C) f32 rows ids (R) int32 (checked on the host by the caller).
 Status train_embedding_forward(float* x, const float* table, const int32_t* ids, int64_t rows,
                                int64_t cols, void* stream);

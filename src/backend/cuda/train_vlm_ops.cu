@@ -17,7 +17,7 @@ constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = kThreads / kWarp;  // LayerNorm forward: one warp per row
 constexpr int kLnRowsPerBlock = 32;               // LayerNorm backward: rows per block
-constexpr int64_t kMaxLnCols = 8192;              // dw / db partials live in shared memory
+constexpr int64_t kMaxLnCols = 16384;  // dw / db partials live in shared memory (128 KiB)
 constexpr int kMaxGridX = 65535;
 constexpr int kColTile = 32;        // column sum: columns per block (one per lane)
 constexpr int kColLanes = 8;        // column sum: row lanes per block
@@ -206,15 +206,17 @@ __global__ void position_backward_kernel(float* __restrict__ dpos, const float* 
 
 // Block (kColTile, kColLanes): columns blockIdx.x · kColTile + threadIdx.x, rows
 // [blockIdx.y · chunk, +chunk) split over the kColLanes row lanes, then one atomicAdd per column.
-__global__ void column_sum_f32_kernel(float* __restrict__ out, const float* __restrict__ in,
-                                      int64_t rows, int64_t n, int64_t chunk) {
+// T: float or bf16 input.
+template <typename T>
+__global__ void column_sum_kernel(float* __restrict__ out, const T* __restrict__ in, int64_t rows,
+                                  int64_t n, int64_t chunk) {
   __shared__ float part[kColLanes][kColTile + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk;
   const int64_t r1 = min(rows, r0 + chunk);
   float s = 0.0f;
   if (c < n) {
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColLanes) s += in[r * n + c];
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColLanes) s += to_float(in[r * n + c]);
   }
   part[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
@@ -429,21 +431,30 @@ Status train_position_backward(float* dpos, const float* dx, int64_t n_images, i
   return launched();
 }
 
-Status train_column_sum_add_f32(float* out, const float* in, int64_t rows, int64_t n,
-                                void* stream) {
-  constexpr const char* kOp = "train_column_sum_add_f32";
-  VILA_RETURN_IF_ERROR(at_least(kOp, "rows", rows, 0));
-  VILA_RETURN_IF_ERROR(at_least(kOp, "n", n, 1));
+template <typename T>
+Status column_sum(const char* op, float* out, const T* in, int64_t rows, int64_t n,
+                  void* stream) {
+  VILA_RETURN_IF_ERROR(at_least(op, "rows", rows, 0));
+  VILA_RETURN_IF_ERROR(at_least(op, "n", n, 1));
   if (rows == 0) return ok_status();
-  VILA_RETURN_IF_ERROR(need(kOp, "out", out));
-  VILA_RETURN_IF_ERROR(need(kOp, "in", in));
+  VILA_RETURN_IF_ERROR(need(op, "out", out));
+  VILA_RETURN_IF_ERROR(need(op, "in", in));
   const int64_t tiles = ceil_div(n, int64_t{kColTile});
-  if (tiles > INT_MAX) return invalid_argument(std::string(kOp) + ": n too large");
+  if (tiles > INT_MAX) return invalid_argument(std::string(op) + ": n too large");
   const int64_t chunk = std::max(kColChunk, ceil_div(rows, int64_t{kMaxGridY}));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(ceil_div(rows, chunk)));
-  column_sum_f32_kernel<<<grid, dim3(kColTile, kColLanes), 0, as_stream(stream)>>>(out, in, rows, n,
-                                                                                   chunk);
+  column_sum_kernel<T><<<grid, dim3(kColTile, kColLanes), 0, as_stream(stream)>>>(out, in, rows,
+                                                                                  n, chunk);
   return launched();
+}
+
+Status train_column_sum_add_f32(float* out, const float* in, int64_t rows, int64_t n,
+                                void* stream) {
+  return column_sum("train_column_sum_add_f32", out, in, rows, n, stream);
+}
+
+Status train_column_sum_add(float* out, const void* in, int64_t rows, int64_t n, void* stream) {
+  return column_sum("train_column_sum_add", out, static_cast<const bf16*>(in), rows, n, stream);
 }
 
 Status train_space_to_channel(float* out, const float* x, int64_t items, int64_t side, int64_t cols,

@@ -31,7 +31,7 @@ Status train_layer_norm_forward(void* y, float* mean, float* rstd, const float* 
                                 const float* b, int64_t rows, int64_t cols, float eps,
                                 void* stream);
 // dx (R, C) f32 written, or added to when accumulate (may be null: not needed); dw, db (C) f32
-// added to (either may be null: frozen); dy (R, C) f32; x the forward input; cols <= 8192.
+// added to (either may be null: frozen); dy (R, C) f32; x the forward input; cols <= 16384.
 Status train_layer_norm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                  const float* w, const float* mean, const float* rstd, int64_t rows,
                                  int64_t cols, bool accumulate, void* stream);
@@ -58,6 +58,8 @@ Status train_position_backward(float* dpos, const float* dx, int64_t n_images, i
                                int64_t cols, void* stream);
 
 // out (N) f32 += Σ_rows in (R, N) f32 (bias gradient of a Linear whose dy is fp32).
+// out (N) f32 += Σ_rows in (R, N) bf16 (the bias gradient of a Linear whose dy is bf16).
+Status train_column_sum_add(float* out, const void* in, int64_t rows, int64_t n, void* stream);
 Status train_column_sum_add_f32(float* out, const float* in, int64_t rows, int64_t n, void* stream);
 
 // Spatial-to-channel (downsample.h): x (items, s·s, C) f32 -> out (items, g², k·k·C) f32,

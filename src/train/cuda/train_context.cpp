@@ -2,6 +2,7 @@
 #include "train/cuda/train_context.h"
 
 #include "backend/cuda/train_ops.h"
+#include "backend/cuda/train_vlm_ops.h"
 
 namespace vila::train {
 

@@ -216,7 +216,6 @@ Status CudaProjector::bind(const VlmConfig& config, TrainContext& ctx) {
   in_dim_ = config.vision.hidden;
   stages_.assign(specs.size(), {});
   int64_t tokens = in_tokens_;
-  DType prev = DType::kF32;  // the vision features
   const DeviceParams& P = *ctx.params;
   for (size_t i = 0; i < specs.size(); ++i) {
     Stage& st = stages_[i];
@@ -247,10 +246,6 @@ Status CudaProjector::bind(const VlmConfig& config, TrainContext& ctx) {
         st.in_dtype = st.out_dtype = DType::kBF16;
         break;
     }
-    if (prev == DType::kBF16 && st.in_dtype == DType::kF32) {
-      return unimplemented("CUDA training: projector stage " + st.spec.name +
-                           " needs fp32 input after a bf16 stage");
-    }
     if (last && st.out_dtype != DType::kF32) {
       return unimplemented("CUDA training: the projector must end with a Linear (" +
                            st.spec.name + ")");
@@ -260,7 +255,6 @@ Status CudaProjector::bind(const VlmConfig& config, TrainContext& ctx) {
       VILA_ASSIGN_OR_RETURN(st.b, P.offset(kProj + st.spec.name + ".bias"));
     }
     st.tokens_out = tokens;
-    prev = st.out_dtype;
   }
   return ok_status();
 }
@@ -281,9 +275,13 @@ Status CudaProjector::forward(const float* in, int64_t n_images) {
     Stage& s = stages_[i];
     const std::string name = "proj." + std::to_string(i);
     const int64_t rows = N_ * s.tokens_in, in_n = rows * s.spec.in_dim;
-    if (cur_dtype != s.in_dtype) {  // f32 -> bf16
-      VILA_ASSIGN_OR_RETURN(uint16_t* conv, sc.get<uint16_t>(name + ".in", in_n));
-      VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(conv, static_cast<const float*>(cur), in_n, st));
+    if (cur_dtype != s.in_dtype) {  // the stage's own input copy in its dtype
+      VILA_ASSIGN_OR_RETURN(void* conv, sc.get_bytes(name + ".in", static_cast<size_t>(dtype_bytes(
+                                                                       s.in_dtype, in_n))));
+      VILA_RETURN_IF_ERROR(s.in_dtype == DType::kBF16
+                               ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(cur),
+                                                         in_n, st)
+                               : cuda::train_bf16_to_f32(static_cast<float*>(conv), cur, in_n, st));
       cur = conv;
     }
     s.in = const_cast<void*>(cur);
@@ -343,12 +341,12 @@ Status CudaProjector::backward(const float* dout, float* din) {
                            ? DType::kBF16
                            : DType::kF32;
     if (dy_dtype != want) {
-      if (want == DType::kF32) {
-        return unimplemented("CUDA training: projector stage " + s.spec.name +
-                             " needs an fp32 gradient after a bf16 stage");
-      }
-      VILA_ASSIGN_OR_RETURN(uint16_t* conv, sc.get<uint16_t>("proj.dconv", out_n));
-      VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(conv, static_cast<const float*>(dy), out_n, st));
+      VILA_ASSIGN_OR_RETURN(void* conv, sc.get_bytes("proj.dconv", static_cast<size_t>(
+                                                                        dtype_bytes(want, out_n))));
+      VILA_RETURN_IF_ERROR(want == DType::kBF16
+                               ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(dy),
+                                                         out_n, st)
+                               : cuda::train_bf16_to_f32(static_cast<float*>(conv), dy, out_n, st));
       dy = conv;
     }
     const bool need_dx = r > 0 || din != nullptr;

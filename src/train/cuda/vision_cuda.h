@@ -9,7 +9,8 @@
 //   features = x after layers_run() layers                                         (R, C) f32
 // Projector stages (vlm_config.h projector_stages) on (N, tokens, dim):
 //   spatial-to-channel (f32 -> f32), LayerNorm (f32 -> bf16), Linear (bf16 -> bf16, or f32 when
-//   last), GELU erf (bf16 -> bf16); features (N·Ti, H) f32 for the LLM's splice.
+//   last), GELU erf (bf16 -> bf16), converting between stages where dtypes differ (a LayerNorm
+//   after a GELU reads an fp32 copy); features (N·Ti, H) f32 for the LLM's splice.
 // Activations live in the context's scratch under "vit.*" and "proj.*".
 #pragma once
 
