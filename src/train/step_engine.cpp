@@ -44,9 +44,8 @@ class CpuStepEngine : public StepEngine {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device,
-                                                       VlmModel& model, ParamStore& store,
-                                                       AdamW& optimizer) {
+StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device, VlmModel& model,
+                                                       ParamStore& store, AdamW& optimizer) {
   if (device == "cpu") {
     return std::unique_ptr<StepEngine>(std::make_unique<CpuStepEngine>(model, store, optimizer));
   }

@@ -40,8 +40,7 @@ class StepEngine {
 // device "cpu" or "cuda" (Unimplemented without a CUDA build or a GPU). `model`, `store` and
 // `optimizer` must outlive the engine; the GPU engine takes the store's trainable flags as they
 // are now.
-StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device,
-                                                       VlmModel& model, ParamStore& store,
-                                                       AdamW& optimizer);
+StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device, VlmModel& model,
+                                                       ParamStore& store, AdamW& optimizer);
 
 }  // namespace vila::train

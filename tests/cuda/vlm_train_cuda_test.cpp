@@ -10,14 +10,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 #include "cuda_test_util.h"
 
 #ifdef VILA_WITH_CUDA
 #include "../common/temp_dir.h"
+#include "../train/golden_fixture.h"
 #include "data/fashion_mnist.h"
 #include "format/safetensors.h"
 #include "model/vila_model.h"
@@ -36,7 +37,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kGolden = std::string(VILA_FIXTURES_DIR) + "/train/golden";
 // bf16 GEMM operands through a 3-layer tower, a projector and a 2-layer LLM.
 constexpr double kLossTol = 2e-2;  // relative
 constexpr double kGradTol = 6e-2;  // relative L2 error per tensor
@@ -45,12 +45,8 @@ constexpr double kStepTol = 5e-2;  // relative, per AdamW step loss
 // spread evenly over every tensor (a wiring mistake shows as O(1) on the tensors it touches).
 constexpr double kTinyGradTol = 0.15;
 
-template <typename T>
-std::vector<T> read_vec(const SafetensorsFile& f, const std::string& name) {
-  const SafetensorsEntry& e = f.entries().at(name);
-  const T* p = reinterpret_cast<const T*>(e.data);
-  return std::vector<T>(p, p + e.shape.numel());
-}
+using fixture::read_vec;
+const std::string kGolden = fixture::kGoldenDir;
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
   double num = 0, den = 0;
@@ -65,22 +61,12 @@ class GoldenOnCuda : public ::testing::Test {
  protected:
   void SetUp() override {
     VILA_SKIP_WITHOUT_GPU();
-    std::ifstream in(kGolden + "/reference.json");
-    ASSERT_TRUE(in) << kGolden;
-    ref_ = json::parse(in);
-    ASSERT_TRUE(load_released(kGolden, store_, &config_).ok());
-    ASSERT_TRUE(register_params(config_, store_).ok());
-    auto bf = SafetensorsFile::open(kGolden + "/batch.safetensors");
-    ASSERT_TRUE(bf.ok()) << bf.status().message();
-    batch_.ids = read_vec<int32_t>(**bf, "ids");
-    batch_.targets = read_vec<int32_t>(**bf, "targets");
-    batch_.segments = read_vec<int32_t>(**bf, "segments");
-    for (int32_t r : read_vec<int32_t>(**bf, "media_rows")) batch_.media_rows.push_back(r);
-    batch_.pixels = read_vec<float>(**bf, "pixels");
-    batch_.image_size = ref_["image_size"].get<int64_t>();
-    batch_.tokens_per_image = ref_["tokens_per_image"].get<int64_t>();
-    batch_.image_count = static_cast<int64_t>(batch_.media_rows.size()) / batch_.tokens_per_image;
-    batch_.samples = batch_.segments.back() + 1;
+    fixture::GoldenFixture g;
+    const Status s = fixture::load_golden(store_, &g);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ref_ = std::move(g.ref);
+    config_ = g.config;
+    batch_ = std::move(g.batch);
   }
 
   json ref_;
@@ -120,9 +106,10 @@ TEST_F(GoldenOnCuda, LossAndEveryGradient) {
     ++checked;
   }
   EXPECT_GT(checked, 60);
-  std::printf("loss %.6f (PyTorch fp64 %.6f); worst gradient relative L2 error %.3g (%s), %d "
-              "tensors\n",
-              r->loss, ref_loss, worst, worst_name.c_str(), checked);
+  std::printf(
+      "loss %.6f (PyTorch fp64 %.6f); worst gradient relative L2 error %.3g (%s), %d "
+      "tensors\n",
+      r->loss, ref_loss, worst, worst_name.c_str(), checked);
 }
 
 TEST_F(GoldenOnCuda, FiveAdamWSteps) {
@@ -142,7 +129,9 @@ TEST_F(GoldenOnCuda, FiveAdamWSteps) {
     ASSERT_TRUE(r.ok()) << r.status().message();
     std::printf("step %zu: loss %.6f, PyTorch fp64 %.6f\n", i, r->loss, expected[i]);
     EXPECT_NEAR(r->loss, expected[i], kStepTol * expected[i]) << "after " << i << " steps";
-    if (i + 1 < expected.size()) ASSERT_TRUE(p.adamw_step(ac, lr, 0.0).ok());
+    if (i + 1 < expected.size()) {
+      ASSERT_TRUE(p.adamw_step(ac, lr, 0.0).ok());
+    }
   }
   // The moments come back to a host AdamW and the values to the store (checkpoints).
   auto host = AdamW::create(ac);

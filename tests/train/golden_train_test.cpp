@@ -12,6 +12,7 @@
 #include <set>
 
 #include "format/safetensors.h"
+#include "golden_fixture.h"
 #include "train/model/released_io.h"
 #include "train/model/vlm.h"
 #include "train/optimizer.h"
@@ -19,38 +20,24 @@
 namespace vila::train {
 namespace {
 
-const std::string kDir = std::string(VILA_FIXTURES_DIR) + "/train/golden";
+using fixture::kGoldenDir;
+using fixture::read_vec;
+const std::string kDir = kGoldenDir;
 constexpr double kRelTol = 1e-4;
 constexpr double kAbsFloor = 1e-7;
-
-template <typename T>
-std::vector<T> read_vec(const SafetensorsFile& f, const std::string& name) {
-  const SafetensorsEntry& e = f.entries().at(name);
-  const T* p = reinterpret_cast<const T*>(e.data);
-  return std::vector<T>(p, p + e.shape.numel());
-}
 
 class GoldenTrain : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::ifstream in(kDir + "/reference.json");
-    ASSERT_TRUE(in) << kDir;
-    ref_ = nlohmann::json::parse(in);
-    ASSERT_TRUE(load_released(kDir, store_, &config_).ok());
+    fixture::GoldenFixture g;
+    const Status s = fixture::load_golden(store_, &g);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ref_ = std::move(g.ref);
+    config_ = g.config;
+    batch_ = std::move(g.batch);
     auto model = VlmModel::create(config_, store_);
     ASSERT_TRUE(model.ok()) << model.status().message();
     model_ = std::move(*model);
-    auto bf = SafetensorsFile::open(kDir + "/batch.safetensors");
-    ASSERT_TRUE(bf.ok()) << bf.status().message();
-    batch_.ids = read_vec<int32_t>(**bf, "ids");
-    batch_.targets = read_vec<int32_t>(**bf, "targets");
-    batch_.segments = read_vec<int32_t>(**bf, "segments");
-    for (int32_t r : read_vec<int32_t>(**bf, "media_rows")) batch_.media_rows.push_back(r);
-    batch_.pixels = read_vec<float>(**bf, "pixels");
-    batch_.image_size = ref_["image_size"].get<int64_t>();
-    batch_.tokens_per_image = ref_["tokens_per_image"].get<int64_t>();
-    batch_.image_count = static_cast<int64_t>(batch_.media_rows.size()) / batch_.tokens_per_image;
-    batch_.samples = batch_.segments.back() + 1;
   }
 
   nlohmann::json ref_;

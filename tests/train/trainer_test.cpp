@@ -156,6 +156,22 @@ TEST(Trainer, BadDataIsNamed) {
       << r.status().message();
 }
 
+// device: cuda without a usable GPU (a CPU-only build, or no device) is refused with a message
+// naming CUDA, before anything is written but the output folder. (tests/cuda/vlm_train_cuda_test
+// trains on the GPU when there is one.)
+TEST(Trainer, CudaDeviceWithoutGpuIsRefused) {
+#ifdef VILA_WITH_CUDA
+  GTEST_SKIP() << "CUDA build: the GPU path is tested in tests/cuda";
+#endif
+  if (!have_fashion()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  testing::TempDir dir;
+  json j = tiny_run(dir.file("run"), 2);
+  j["device"] = "cuda";
+  auto r = train(j, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("CUDA"), std::string::npos) << r.status().message();
+}
+
 // `vila train` killed with SIGKILL at several moments while it checkpoints after every step:
 // the latest checkpoint always loads (weights, optimizer state and trainer state).
 TEST(Trainer, KillDuringCheckpointLeavesLoadableCheckpoint) {

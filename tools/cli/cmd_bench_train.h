@@ -20,8 +20,8 @@ struct TrainBenchArgs {
   int64_t batch = 1;                 // --batch (the first value given)
   bool recompute = false;            // --recompute
   int warmup = 3;
-  int steps = 5;  // --train-steps
-  bool vlm = false;  // --vlm: the NVILA-Lite-2B-shaped VLM (LLM: --train-shape)
+  int steps = 5;      // --train-steps
+  bool vlm = false;   // --vlm: the NVILA-Lite-2B-shaped VLM (LLM: --train-shape)
   int64_t tiles = 5;  // --tiles: 448 tiles per sample (--vlm)
   std::string json_path;
 };

@@ -38,8 +38,13 @@ constexpr double kLr = 1e-4, kMaxGradNorm = 1.0;
 
 train::VlmConfig nvila_lite_config(const std::string& llm_shape) {
   train::VlmConfig c;
-  c.vision = {/*image_size=*/448, /*patch_size=*/14, /*channels=*/3, /*hidden=*/1152,
-              /*layers=*/27,      /*heads=*/16,      /*intermediate=*/4304, 1e-6, -2};
+  c.vision = {/*image_size=*/448,
+              /*patch_size=*/14,
+              /*channels=*/3,
+              /*hidden=*/1152,
+              /*layers=*/27,
+              /*heads=*/16,
+              /*intermediate=*/4304, 1e-6, -2};
   c.projector.type = "mlp_downsample_3x3_fix";
   c.llm = bench_llm_config(llm_shape);
   return c;
@@ -85,7 +90,8 @@ StatusOr<ParamCounts> count_params(const train::VlmConfig& c) {
 train::PackedBatch make_batch(const train::VlmConfig& c, int64_t batch, int64_t seq,
                               int64_t tiles) {
   train::PackedBatch b;
-  const int64_t ti = c.tokens_per_image(), S = c.vision.image_size;
+  const int64_t ti = c.tokens_per_image();
+  const int64_t S = c.vision.image_size;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   b.ids.resize(static_cast<size_t>(batch * seq));
@@ -170,23 +176,26 @@ int run_bench_train_vlm(const TrainBenchArgs& args) {
   const double llm_f =
       tokens * (6.0 * (n.llm - n.llm_embed) +
                 12.0 * static_cast<double>(c.llm.layers * c.llm.hidden * args.seq));
-  const double vis_f = tiles * (6.0 * n.vision * P +
-                                12.0 * static_cast<double>(c.vision.layers_run() * c.vision.hidden) *
-                                    P * P +
-                                6.0 * n.projector * static_cast<double>(ti));
+  const double vis_f =
+      tiles * (6.0 * n.vision * P +
+               12.0 * static_cast<double>(c.vision.layers_run() * c.vision.hidden) * P * P +
+               6.0 * n.projector * static_cast<double>(ti));
   const double palm = llm_f + vis_f;
   const double tflops = palm / step_s / 1e12;
-  std::printf("vila bench --train --vlm: NVILA-Lite-2B shape (SigLIP 448, 3x3 projector, %s) on "
-              "%s, seq %lld, batch %lld, %lld tiles per sample, recompute %s\n",
-              args.shape.c_str(), info->name.c_str(), static_cast<long long>(args.seq),
-              static_cast<long long>(args.batch), static_cast<long long>(args.tiles),
-              args.recompute ? "on" : "off");
-  std::printf("  params: LLM %.1f M, vision (counted) %.1f M, projector %.1f M; palm FLOPs/step "
-              "%.2f T (vision + projector %.2f T)\n",
-              n.llm / 1e6, n.vision / 1e6, n.projector / 1e6, palm / 1e12, vis_f / 1e12);
-  std::printf("  step %.1f ms (mean of %d after %d warm-up), %.0f tokens/s, %.1f tiles/s, loss "
-              "%.4f\n",
-              step_s * 1e3, args.steps, args.warmup, tokens / step_s, tiles / step_s, loss);
+  std::printf(
+      "vila bench --train --vlm: NVILA-Lite-2B shape (SigLIP 448, 3x3 projector, %s) on "
+      "%s, seq %lld, batch %lld, %lld tiles per sample, recompute %s\n",
+      args.shape.c_str(), info->name.c_str(), static_cast<long long>(args.seq),
+      static_cast<long long>(args.batch), static_cast<long long>(args.tiles),
+      args.recompute ? "on" : "off");
+  std::printf(
+      "  params: LLM %.1f M, vision (counted) %.1f M, projector %.1f M; palm FLOPs/step "
+      "%.2f T (vision + projector %.2f T)\n",
+      n.llm / 1e6, n.vision / 1e6, n.projector / 1e6, palm / 1e12, vis_f / 1e12);
+  std::printf(
+      "  step %.1f ms (mean of %d after %d warm-up), %.0f tokens/s, %.1f tiles/s, loss "
+      "%.4f\n",
+      step_s * 1e3, args.steps, args.warmup, tokens / step_s, tiles / step_s, loss);
   std::printf("  achieved %.1f TFLOP/s: MFU %.1f %% of the measured bf16 GEMM peak %.1f TFLOP/s\n",
               tflops, 100.0 * tflops / *peak, *peak);
   const double used_gib = used.ok() ? static_cast<double>(*used) / (1ull << 30) : -1.0;

@@ -126,8 +126,7 @@ __global__ void qkv_rope_split_kernel(bf16* __restrict__ q, bf16* __restrict__ k
 __global__ void qkv_grad_merge_kernel(bf16* __restrict__ dqkv, const float* __restrict__ dq,
                                       const float* __restrict__ dk, const float* __restrict__ dv,
                                       const float* __restrict__ cos, const float* __restrict__ sin,
-                                      int64_t seq, int heads, int kv_heads, int d,
-                                      bool kv_summed) {
+                                      int64_t seq, int heads, int kv_heads, int d, bool kv_summed) {
   const int half = d / 2, all_heads = heads + 2 * kv_heads;
   // dk / dv rows: per query head (group of H / Hkv summed here), or already summed per KV head.
   const int group = kv_summed ? 1 : heads / kv_heads, kv_row_heads = kv_summed ? kv_heads : heads;

@@ -41,8 +41,8 @@ Status train_qkv_rope_split(void* q, void* k, void* v, const float* qkv, const f
 // per KV head) -> dqkv (seq, (H + 2 Hkv) D) bf16: rotation undone, the H / Hkv query heads of each
 // KV head summed.
 Status train_qkv_grad_merge(void* dqkv, const float* dq, const float* dk_exp, const float* dv_exp,
-                            const float* cos, const float* sin, const QkvShape& shape,
-                            void* stream, bool kv_summed = false);
+                            const float* cos, const float* sin, const QkvShape& shape, void* stream,
+                            bool kv_summed = false);
 // kv (seq, Hkv, D) bf16 -> out (seq, H, D) bf16: query head h reads KV head h / (H / Hkv).
 Status train_expand_kv(void* out, const void* kv, const QkvShape& shape, void* stream);
 

@@ -432,8 +432,7 @@ Status train_position_backward(float* dpos, const float* dx, int64_t n_images, i
 }
 
 template <typename T>
-Status column_sum(const char* op, float* out, const T* in, int64_t rows, int64_t n,
-                  void* stream) {
+Status column_sum(const char* op, float* out, const T* in, int64_t rows, int64_t n, void* stream) {
   VILA_RETURN_IF_ERROR(at_least(op, "rows", rows, 0));
   VILA_RETURN_IF_ERROR(at_least(op, "n", n, 1));
   if (rows == 0) return ok_status();
@@ -443,8 +442,8 @@ Status column_sum(const char* op, float* out, const T* in, int64_t rows, int64_t
   if (tiles > INT_MAX) return invalid_argument(std::string(op) + ": n too large");
   const int64_t chunk = std::max(kColChunk, ceil_div(rows, int64_t{kMaxGridY}));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(ceil_div(rows, chunk)));
-  column_sum_kernel<T><<<grid, dim3(kColTile, kColLanes), 0, as_stream(stream)>>>(out, in, rows,
-                                                                                  n, chunk);
+  column_sum_kernel<T>
+      <<<grid, dim3(kColTile, kColLanes), 0, as_stream(stream)>>>(out, in, rows, n, chunk);
   return launched();
 }
 

@@ -12,7 +12,7 @@ namespace vila::train {
 
 namespace {
 
-constexpr int64_t kAlign = 128;  // elements: 256 bytes of the bf16 copy
+constexpr int64_t kAlign = 128;                   // elements: 256 bytes of the bf16 copy
 constexpr float kInitBound = 0.02f * 1.7320508f;  // uniform ±0.02·√3: std 0.02
 constexpr uint64_t kSeedStride = 1000003;
 
@@ -59,8 +59,8 @@ StatusOr<std::unique_ptr<DeviceParams>> DeviceParams::create(
   int64_t off = 0;
   auto place = [&](const DeviceParamSpec& s) {
     dp->entries_[s.full_name] =
-        Entry{off, s.numel, s.role, s.trainable, s.role == ParamRole::kNorm &&
-                                                     ends_with(s.full_name, ".bias")};
+        Entry{off, s.numel, s.role, s.trainable,
+              s.role == ParamRole::kNorm && ends_with(s.full_name, ".bias")};
     dp->order_.push_back(s.full_name);
     placed.insert(s.full_name);
     off += s.numel;
@@ -72,14 +72,14 @@ StatusOr<std::unique_ptr<DeviceParams>> DeviceParams::create(
   };
   for (int group = 0; group < 3; ++group) {
     for (const DeviceParamSpec& s : specs) {
-      if (group_of(s) != group || placed.count(s.full_name) != 0) continue;
+      if (group_of(s) != group || placed.contains(s.full_name)) continue;
       off = align_up(off);
       std::vector<std::string> chain = chain_from(s.full_name);
       bool whole = !chain.empty();
       for (const std::string& n : chain) {
         auto it = by_name.find(n);
-        whole = whole && it != by_name.end() && group_of(*it->second) == group &&
-                placed.count(n) == 0;
+        whole =
+            whole && it != by_name.end() && group_of(*it->second) == group && !placed.contains(n);
       }
       if (!whole) {
         place(s);
@@ -165,8 +165,8 @@ Status DeviceParams::upload_values(const ParamStore& store) {
 Status DeviceParams::download_values(ParamStore& store) const {
   for (Param* p : store.all()) {
     VILA_ASSIGN_OR_RETURN(const int64_t off, offset(p->full_name()));
-    VILA_RETURN_IF_ERROR(cuda::copy_to_host(p->value.data(), p_ + off,
-                                            p->value.size() * sizeof(float), stream_));
+    VILA_RETURN_IF_ERROR(
+        cuda::copy_to_host(p->value.data(), p_ + off, p->value.size() * sizeof(float), stream_));
   }
   return ok_status();
 }
@@ -267,7 +267,8 @@ Status DeviceParams::upload_state(const AdamW& optimizer, const ParamStore& stor
     }
     step = s->step;
     VILA_ASSIGN_OR_RETURN(const int64_t off, offset(p->full_name()));
-    const std::vector<float> m = s->exp_avg.to_f32(), v = s->exp_avg_sq.to_f32();
+    const std::vector<float> m = s->exp_avg.to_f32();
+    const std::vector<float> v = s->exp_avg_sq.to_f32();
     VILA_RETURN_IF_ERROR(
         cuda::copy_to_device(m_ + off, m.data(), m.size() * sizeof(float), stream_));
     VILA_RETURN_IF_ERROR(

@@ -45,7 +45,7 @@ class DeviceParams {
 
   // Offset of a parameter by full name; NotFound naming it.
   StatusOr<int64_t> offset(const std::string& full_name) const;
-  bool contains(const std::string& full_name) const { return entries_.count(full_name) != 0; }
+  bool contains(const std::string& full_name) const { return entries_.contains(full_name); }
   bool trainable(const std::string& full_name) const;
 
   // Device pointers at an offset (from offset()).
@@ -75,8 +75,8 @@ class DeviceParams {
   Status download_state(AdamW& optimizer, const ParamStore& store) const;
   Status upload_state(const AdamW& optimizer, const ParamStore& store);
 
-  int64_t size() const { return n_; }   // elements of each buffer (padding included)
-  int64_t count() const;                // parameter values (no padding)
+  int64_t size() const { return n_; }  // elements of each buffer (padding included)
+  int64_t count() const;               // parameter values (no padding)
   int64_t trainable_size() const { return n_trainable_; }
   void* stream() const { return stream_; }
 

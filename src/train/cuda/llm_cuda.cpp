@@ -35,8 +35,8 @@ Status CudaLlm::bind(const LanguageConfig& config, TrainContext& ctx, bool recom
   const DeviceParams& P = *ctx.params;
   auto off = [&](const std::string& name) { return P.offset(name); };
   // A fused group: each member right after the previous one.
-  auto group = [&](const std::vector<std::pair<std::string, int64_t>>& members)
-      -> StatusOr<int64_t> {
+  auto group =
+      [&](const std::vector<std::pair<std::string, int64_t>>& members) -> StatusOr<int64_t> {
     VILA_ASSIGN_OR_RETURN(const int64_t first, off(members[0].first));
     int64_t expect = first;
     for (const auto& [name, numel] : members) {
@@ -112,9 +112,9 @@ Status CudaLlm::upload_rows(const int32_t* ids, const std::vector<Span>& spans,
   }
   for (int64_t i = 0; i < R; ++i) {
     if (lookup_[static_cast<size_t>(i)] < 0 || lookup_[static_cast<size_t>(i)] >= V_) {
-      return invalid_argument("CudaLlm: token id " + std::to_string(lookup_[static_cast<size_t>(i)]) +
-                              " at row " + std::to_string(i) + " outside the vocabulary of " +
-                              std::to_string(V_));
+      return invalid_argument(
+          "CudaLlm: token id " + std::to_string(lookup_[static_cast<size_t>(i)]) + " at row " +
+          std::to_string(i) + " outside the vocabulary of " + std::to_string(V_));
     }
   }
   std::vector<int64_t> positions(static_cast<size_t>(R), -1);
@@ -194,8 +194,8 @@ Status CudaLlm::layer_forward(size_t l, bool recomputing) {
   const int64_t R = R_;
   const float* x = xs_[l];
   const auto eps = static_cast<float>(cfg_.rms_eps);
-  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_forward(s.h1, s.rstd1, x, P.value(lo.ln1), R, C_, eps,
-                                                    st));
+  VILA_RETURN_IF_ERROR(
+      cuda::train_rms_norm_forward(s.h1, s.rstd1, x, P.value(lo.ln1), R, C_, eps, st));
   // qkv (R, nqkv) f32 = h1 Wqkvᵀ + b; split + RoPE -> q, k, v bf16
   VILA_ASSIGN_OR_RETURN(float* qkv, sc.get<float>("llm.qkv", R * nqkv_));
   VILA_RETURN_IF_ERROR(
@@ -215,7 +215,7 @@ Status CudaLlm::layer_forward(size_t l, bool recomputing) {
       ctx_->linear_forward(s.gu, DType::kBF16, s.h2, R, lo.wgu, 2 * F_, C_, -1, false));
   if (recomputing) return ok_status();  // the layer output is already saved
   // x_out = x2 + (silu(g) u) Wdownᵀ
-  VILA_ASSIGN_OR_RETURN(uint16_t* m, sc.get<uint16_t>("llm.m", R * F_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * m, sc.get<uint16_t>("llm.m", R * F_));
   VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
   float* x_out = xs_[l + 1];
   VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(x_out, s.x2, row_bytes, st));
@@ -233,11 +233,11 @@ Status CudaLlm::layer_backward(size_t l) {
   const int64_t R = R_;
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("llm.dx", R * C_));
   VILA_ASSIGN_OR_RETURN(float* dh, sc.get<float>("llm.dh", R * C_));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dxb, sc.get<uint16_t>("llm.dxb", R * C_));
-  VILA_ASSIGN_OR_RETURN(uint16_t* m, sc.get<uint16_t>("llm.m", R * F_));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dgu, sc.get<uint16_t>("llm.dgu", R * 2 * F_));
-  VILA_ASSIGN_OR_RETURN(uint16_t* da, sc.get<uint16_t>("llm.da", R * qd_));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dqkv, sc.get<uint16_t>("llm.dqkv", R * nqkv_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("llm.dxb", R * C_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * m, sc.get<uint16_t>("llm.m", R * F_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dgu, sc.get<uint16_t>("llm.dgu", R * 2 * F_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * da, sc.get<uint16_t>("llm.da", R * qd_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dqkv, sc.get<uint16_t>("llm.dqkv", R * nqkv_));
   // MLP: dW_down += dxᵀ m; dm = dx W_down (into m: stream order makes dW read m first)
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C_, st));
   VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
@@ -247,20 +247,19 @@ Status CudaLlm::layer_backward(size_t l) {
   // dW_gu += dguᵀ h2; dh2 = dgu W_gu; dx += rms_backward(dh2)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dgu, s.h2, R, lo.wgu, 2 * F_, C_, -1));
-  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(dx, P.grad(lo.ln2), dh, s.x2,
-                                                     P.value(lo.ln2), s.rstd2, R, C_, true, st));
+  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(dx, P.grad(lo.ln2), dh, s.x2, P.value(lo.ln2),
+                                                     s.rstd2, R, C_, true, st));
   // Attention: dW_o += dxᵀ a; da = dx W_o; dqkv through the spans
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C_, st));
-  VILA_RETURN_IF_ERROR(ctx_->linear_backward(da, DType::kBF16, 0.0f, dxb, s.a, R, lo.wo, C_, qd_,
-                                             -1));
   VILA_RETURN_IF_ERROR(
-      span_attention_backward(*ctx_, dqkv, da, {s.q, s.k, s.v, s.a, s.lse}, cos_, sin_, spans_,
-                              dims_));
+      ctx_->linear_backward(da, DType::kBF16, 0.0f, dxb, s.a, R, lo.wo, C_, qd_, -1));
+  VILA_RETURN_IF_ERROR(span_attention_backward(*ctx_, dqkv, da, {s.q, s.k, s.v, s.a, s.lse}, cos_,
+                                               sin_, spans_, dims_));
   // dW_qkv += dqkvᵀ h1; db += Σ dqkv; dh1 = dqkv W_qkv; dx += rms_backward(dh1)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dqkv, s.h1, R, lo.wqkv, nqkv_, C_, lo.bqkv));
-  return cuda::train_rms_norm_backward(dx, P.grad(lo.ln1), dh, xs_[l], P.value(lo.ln1), s.rstd1,
-                                       R, C_, true, st);
+  return cuda::train_rms_norm_backward(dx, P.grad(lo.ln1), dh, xs_[l], P.value(lo.ln1), s.rstd1, R,
+                                       C_, true, st);
 }
 
 Status CudaLlm::backward(const void* dlogits, float* dfeats) {
@@ -273,8 +272,8 @@ Status CudaLlm::backward(const void* dlogits, float* dfeats) {
   // logits = xn Wheadᵀ, xn = rms(xf)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dlogits, xn_, R_, head_, V_, C_, -1));
-  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(
-      dx, P.grad(norm_), dh, xs_.back(), P.value(norm_), rstd_f_, R_, C_, false, st));
+  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(dx, P.grad(norm_), dh, xs_.back(),
+                                                     P.value(norm_), rstd_f_, R_, C_, false, st));
   for (size_t l = layers_.size(); l-- > 0;) VILA_RETURN_IF_ERROR(layer_backward(l));
   // The media rows' gradient goes to the features (and not to the token table).
   if (n_media_ > 0) {
@@ -282,8 +281,7 @@ Status CudaLlm::backward(const void* dlogits, float* dfeats) {
     if (sink == nullptr) {
       VILA_ASSIGN_OR_RETURN(sink, sc.get<float>("llm.dfeats_sink", n_media_ * C_));
     }
-    VILA_RETURN_IF_ERROR(
-        cuda::train_splice_rows_backward(sink, dx, media_dev_, n_media_, C_, st));
+    VILA_RETURN_IF_ERROR(cuda::train_splice_rows_backward(sink, dx, media_dev_, n_media_, C_, st));
   }
   if (float* ge = P.grad(embed_); ge != nullptr) {
     VILA_RETURN_IF_ERROR(cuda::train_embedding_backward(ge, dx, ids_dev_, R_, C_, st));

@@ -61,8 +61,8 @@ StatusOr<std::unique_ptr<CudaLlmTrainer>> CudaLlmTrainer::create(const LanguageC
     for (const std::string& name : im.names) {
       const Param* src = const_cast<ParamStore*>(store)->find(ParamModule::kLlm, name);
       if (src == nullptr) return invalid_argument("CudaLlmTrainer: llm/" + name + " missing");
-      VILA_ASSIGN_OR_RETURN(Param * dst, llm_only.add(ParamModule::kLlm, name, src->role,
-                                                      src->shape));
+      VILA_ASSIGN_OR_RETURN(Param * dst,
+                            llm_only.add(ParamModule::kLlm, name, src->role, src->shape));
       dst->value = src->value;
     }
     VILA_RETURN_IF_ERROR(P.upload_values(llm_only));
@@ -75,7 +75,8 @@ StatusOr<std::unique_ptr<CudaLlmTrainer>> CudaLlmTrainer::create(const LanguageC
 
 StatusOr<double> CudaLlmTrainer::forward_backward(const int32_t* ids, const int32_t* targets) {
   Impl& im = *impl_;
-  const int64_t R = im.opt.batch * im.opt.seq, V = im.cfg.vocab;
+  const int64_t R = im.opt.batch * im.opt.seq;
+  const int64_t V = im.cfg.vocab;
   int64_t counted = 0;
   for (int64_t i = 0; i < R; ++i) {
     if (targets[i] == cuda::kTrainIgnoreIndex) continue;
@@ -91,8 +92,8 @@ StatusOr<double> CudaLlmTrainer::forward_backward(const int32_t* ids, const int3
   VILA_RETURN_IF_ERROR(ctx.params->zero_grads());
   VILA_RETURN_IF_ERROR(
       im.llm.forward(ids, R, uniform_spans(im.opt.batch, im.opt.seq), nullptr, nullptr, 0));
-  VILA_ASSIGN_OR_RETURN(int32_t* tgt, ctx.scratch.get<int32_t>("trainer.targets", R));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dlogits, ctx.scratch.get<uint16_t>("trainer.dlogits", R * V));
+  VILA_ASSIGN_OR_RETURN(int32_t * tgt, ctx.scratch.get<int32_t>("trainer.targets", R));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dlogits, ctx.scratch.get<uint16_t>("trainer.dlogits", R * V));
   VILA_ASSIGN_OR_RETURN(float* row_loss, ctx.scratch.get<float>("trainer.row_loss", R));
   VILA_RETURN_IF_ERROR(
       cuda::copy_to_device(tgt, targets, static_cast<size_t>(R) * sizeof(int32_t), st));
@@ -125,9 +126,7 @@ StatusOr<std::vector<float>> CudaLlmTrainer::grad(const std::string& name) {
   return impl_->ctx->params->download_grad(kLlmDir + name);
 }
 std::vector<std::string> CudaLlmTrainer::names() const { return impl_->names; }
-int64_t CudaLlmTrainer::parameter_count() const {
-  return impl_->ctx->params->count();
-}
+int64_t CudaLlmTrainer::parameter_count() const { return impl_->ctx->params->count(); }
 int64_t CudaLlmTrainer::embedding_parameters() const {
   const int64_t table = impl_->cfg.vocab * impl_->cfg.hidden;
   return impl_->cfg.tie_word_embeddings ? table : 2 * table;

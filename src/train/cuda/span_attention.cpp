@@ -50,8 +50,8 @@ const uint16_t* at(const void* base, int64_t row, int64_t stride) {
 
 // Per-span scratch of the materialised path, sized for the longest span.
 struct SpanScratch {
-  float* s = nullptr;       // (H, L, L) f32: scores, then dP
-  uint16_t* p = nullptr;    // (H, L, L) bf16: P, then dS
+  float* s = nullptr;         // (H, L, L) f32: scores, then dP
+  uint16_t* p = nullptr;      // (H, L, L) bf16: P, then dS
   uint16_t* k_exp = nullptr;  // (L, H·D) bf16: K expanded to H heads (GQA only)
   uint16_t* v_exp = nullptr;
   float *dq = nullptr, *dk = nullptr, *dv = nullptr;  // (L, H·D) f32
@@ -98,7 +98,8 @@ StatusOr<KvOperands> kv_operands(TrainContext& ctx, const SpanScratch& s, const 
 // s.s (H, L, L) = scale q kᵀ;  s.p = softmax(s.s).
 Status scores_and_softmax(TrainContext& ctx, const SpanScratch& s, const void* q,
                           const KvOperands& kv, int64_t len, const AttnDims& d) {
-  const int64_t D = d.head_dim, qd = d.heads * D;
+  const int64_t D = d.head_dim;
+  const int64_t qd = d.heads * D;
   cuda::GemmArgs sa;
   sa.m = len, sa.n = len, sa.k = D;
   sa.a = q, sa.lda = qd, sa.stride_a = D;
@@ -131,7 +132,9 @@ std::vector<Span> uniform_spans(int64_t count, int64_t len) {
 Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const void* q,
                               const void* k, const void* v, const std::vector<Span>& spans,
                               const AttnDims& d) {
-  const int64_t D = d.head_dim, qd = d.heads * D, kvd = d.kv_heads * D;
+  const int64_t D = d.head_dim;
+  const int64_t qd = d.heads * D;
+  const int64_t kvd = d.kv_heads * D;
   if (flash_supports(d)) {
     cuda::DenseAttentionArgs a;
     a.out_row_stride = qd;
@@ -181,7 +184,9 @@ namespace {
 Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnSaved& sv,
                       const float* cos, const float* sin, const std::vector<Span>& spans,
                       const AttnDims& d) {
-  const int64_t D = d.head_dim, qd = d.heads * D, kvd = d.kv_heads * D;
+  const int64_t D = d.head_dim;
+  const int64_t qd = d.heads * D;
+  const int64_t kvd = d.kv_heads * D;
   int64_t rows = 0;
   for (const Span& sp : spans) rows = std::max(rows, sp.start + sp.len);
   VILA_ASSIGN_OR_RETURN(float* dq, ctx.scratch.get<float>("attn.fdq", rows * qd));
@@ -210,7 +215,8 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
     a.batch = uniform ? static_cast<int>(spans.size()) : 1;
     a.seq = static_cast<int>(sp.len);
     VILA_ASSIGN_OR_RETURN(
-        a.workspace, ctx.scratch.get_bytes("attn.fws", cuda::attention_backward_workspace_bytes(a)));
+        a.workspace,
+        ctx.scratch.get_bytes("attn.fws", cuda::attention_backward_workspace_bytes(a)));
     VILA_RETURN_IF_ERROR(cuda::flash_attention_backward(a, ctx.st()));
   }
   const cuda::QkvShape shape{rows, rows, static_cast<int>(d.heads), static_cast<int>(d.kv_heads),
@@ -227,7 +233,9 @@ Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, co
   if (flash_backward_supports(d) && sv.lse != nullptr) {
     return flash_backward(ctx, dqkv, da, sv, cos, sin, spans, d);
   }
-  const int64_t D = d.head_dim, qd = d.heads * D, half = D / 2;
+  const int64_t D = d.head_dim;
+  const int64_t qd = d.heads * D;
+  const int64_t half = D / 2;
   const int64_t nqkv = (d.heads + 2 * d.kv_heads) * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int batch = static_cast<int>(d.heads);

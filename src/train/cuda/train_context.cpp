@@ -16,7 +16,7 @@ StatusOr<std::unique_ptr<TrainContext>> make_train_context() {
 
 Status TrainContext::linear_forward(void* out, DType out_dtype, const void* in, int64_t rows,
                                     int64_t w_off, int64_t n, int64_t k, int64_t b_off,
-                                    bool accumulate) {
+                                    bool accumulate) const {
   cuda::DeviceLinearWeight w;
   w.weight = params->value16(w_off);
   w.bias = b_off >= 0 ? params->value(b_off) : nullptr;
@@ -34,7 +34,7 @@ Status TrainContext::linear_forward(void* out, DType out_dtype, const void* in, 
 
 Status TrainContext::linear_backward(void* dx, DType dx_dtype, float beta_dx, const void* dy,
                                      const void* x, int64_t rows, int64_t w_off, int64_t n,
-                                     int64_t k, int64_t b_off) {
+                                     int64_t k, int64_t b_off) const {
   if (float* gw = params->grad(w_off); gw != nullptr) {
     cuda::GemmArgs dw;  // dW (n, k) += dyᵀ (n, rows) x (rows, k)
     dw.m = n;

@@ -59,12 +59,12 @@ struct TrainContext {
   // out (rows, n) [+]= in (rows, k) bf16 · W (n, k)ᵀ [+ bias]; W at parameter offset w_off,
   // bias at b_off (< 0: none). out_dtype kF32 or kBF16.
   Status linear_forward(void* out, DType out_dtype, const void* in, int64_t rows, int64_t w_off,
-                        int64_t n, int64_t k, int64_t b_off, bool accumulate);
+                        int64_t n, int64_t k, int64_t b_off, bool accumulate) const;
   // For y = x Wᵀ (+ b) with dy (rows, n) bf16 and x (rows, k) bf16: dW (n, k) += dyᵀ x and
   // db += Σ dy when the parameter is trainable (b_off < 0: no bias); dx (rows, k) = dy W written
   // (or with beta_dx = 1 added to) unless dx is null.
   Status linear_backward(void* dx, DType dx_dtype, float beta_dx, const void* dy, const void* x,
-                         int64_t rows, int64_t w_off, int64_t n, int64_t k, int64_t b_off);
+                         int64_t rows, int64_t w_off, int64_t n, int64_t k, int64_t b_off) const;
 };
 
 // A stream, Blas and TrainGemm for a new context (params left null).

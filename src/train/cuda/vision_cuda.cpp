@@ -123,12 +123,13 @@ Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
   const DeviceParams& P = *ctx_->params;
-  const int64_t R = R_, C = C_, F = F_;
+  const int64_t R = R_;
+  const int64_t C = C_;
+  const int64_t F = F_;
   const auto eps = static_cast<float>(cfg_.layer_norm_eps);
   // h1 = LN1(x); qkv (R, 3C) f32 = h1 Wqkvᵀ + b; split -> q, k, v bf16
-  VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(s.h1, s.mean1, s.rstd1, s.x,
-                                                      P.value(lo.ln1_w), P.value(lo.ln1_b), R, C,
-                                                      eps, st));
+  VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(
+      s.h1, s.mean1, s.rstd1, s.x, P.value(lo.ln1_w), P.value(lo.ln1_b), R, C, eps, st));
   VILA_ASSIGN_OR_RETURN(float* qkv, sc.get<float>("vit.qkv", R * 3 * C));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_forward(qkv, DType::kF32, s.h1, R, lo.wqkv, 3 * C, C, lo.bqkv, false));
@@ -143,9 +144,8 @@ Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
   VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(s.x2, s.x, row_bytes, st));
   VILA_RETURN_IF_ERROR(ctx_->linear_forward(s.x2, DType::kF32, s.a, R, lo.wo, C, C, lo.bo, true));
   // x_out = x2 + gelu_tanh(LN2(x2) W1ᵀ + b1) W2ᵀ + b2
-  VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(s.h2, s.mean2, s.rstd2, s.x2,
-                                                      P.value(lo.ln2_w), P.value(lo.ln2_b), R, C,
-                                                      eps, st));
+  VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(
+      s.h2, s.mean2, s.rstd2, s.x2, P.value(lo.ln2_w), P.value(lo.ln2_b), R, C, eps, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_forward(s.f1, DType::kBF16, s.h2, R, lo.w1, F, C, lo.b1, false));
   VILA_RETURN_IF_ERROR(cuda::train_gelu_forward(s.g, s.f1, R * F, cuda::TrainGelu::kTanh, st));
@@ -159,12 +159,14 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
   const DeviceParams& P = *ctx_->params;
-  const int64_t R = R_, C = C_, F = F_;
-  VILA_ASSIGN_OR_RETURN(uint16_t* dxb, sc.get<uint16_t>("vit.dxb", R * C));
+  const int64_t R = R_;
+  const int64_t C = C_;
+  const int64_t F = F_;
+  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("vit.dxb", R * C));
   VILA_ASSIGN_OR_RETURN(float* dh, sc.get<float>("vit.dh", R * C));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dg, sc.get<uint16_t>("vit.dg", R * F));
-  VILA_ASSIGN_OR_RETURN(uint16_t* da, sc.get<uint16_t>("vit.da", R * C));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dqkv, sc.get<uint16_t>("vit.dqkv", R * 3 * C));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dg, sc.get<uint16_t>("vit.dg", R * F));
+  VILA_ASSIGN_OR_RETURN(uint16_t * da, sc.get<uint16_t>("vit.da", R * C));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dqkv, sc.get<uint16_t>("vit.dqkv", R * 3 * C));
   // MLP branch
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C, st));
   VILA_RETURN_IF_ERROR(
@@ -173,8 +175,8 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dg, s.h2, R, lo.w1, F, C, lo.b1));
   VILA_RETURN_IF_ERROR(cuda::train_layer_norm_backward(dx, P.grad(lo.ln2_w), P.grad(lo.ln2_b), dh,
-                                                       s.x2, P.value(lo.ln2_w), s.mean2, s.rstd2,
-                                                       R, C, /*accumulate=*/true, st));
+                                                       s.x2, P.value(lo.ln2_w), s.mean2, s.rstd2, R,
+                                                       C, /*accumulate=*/true, st));
   // Attention branch
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C, st));
   VILA_RETURN_IF_ERROR(
@@ -195,13 +197,13 @@ Status CudaVisionTower::backward(const float* dfeatures) {
   void* st = ctx_->st();
   const DeviceParams& P = *ctx_->params;
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("vit.dx", R_ * C_));
-  VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(
-      dx, dfeatures, static_cast<size_t>(R_ * C_) * sizeof(float), st));
+  VILA_RETURN_IF_ERROR(
+      cuda::copy_device_to_device(dx, dfeatures, static_cast<size_t>(R_ * C_) * sizeof(float), st));
   for (size_t l = layers_.size(); l-- > 0;) VILA_RETURN_IF_ERROR(layer_backward(l, dx));
   if (float* dpos = P.grad(pos_); dpos != nullptr) {
     VILA_RETURN_IF_ERROR(cuda::train_position_backward(dpos, dx, N_, P_, C_, st));
   }
-  VILA_ASSIGN_OR_RETURN(uint16_t* dxb, sc.get<uint16_t>("vit.dxb", R_ * C_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("vit.dxb", R_ * C_));
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R_ * C_, st));
   return ctx_->linear_backward(nullptr, DType::kF32, 0.0f, dxb, cols_, R_, patch_w_, C_, K_,
                                patch_b_);
@@ -247,8 +249,8 @@ Status CudaProjector::bind(const VlmConfig& config, TrainContext& ctx) {
         break;
     }
     if (last && st.out_dtype != DType::kF32) {
-      return unimplemented("CUDA training: the projector must end with a Linear (" +
-                           st.spec.name + ")");
+      return unimplemented("CUDA training: the projector must end with a Linear (" + st.spec.name +
+                           ")");
     }
     if (st.spec.kind == ProjStageKind::kLayerNorm || st.spec.kind == ProjStageKind::kLinear) {
       VILA_ASSIGN_OR_RETURN(st.w, P.offset(kProj + st.spec.name + ".weight"));
@@ -274,26 +276,30 @@ Status CudaProjector::forward(const float* in, int64_t n_images) {
   for (size_t i = 0; i < stages_.size(); ++i) {
     Stage& s = stages_[i];
     const std::string name = "proj." + std::to_string(i);
-    const int64_t rows = N_ * s.tokens_in, in_n = rows * s.spec.in_dim;
+    const int64_t rows = N_ * s.tokens_in;
+    const int64_t in_n = rows * s.spec.in_dim;
     if (cur_dtype != s.in_dtype) {  // the stage's own input copy in its dtype
-      VILA_ASSIGN_OR_RETURN(void* conv, sc.get_bytes(name + ".in", static_cast<size_t>(dtype_bytes(
-                                                                       s.in_dtype, in_n))));
-      VILA_RETURN_IF_ERROR(s.in_dtype == DType::kBF16
-                               ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(cur),
-                                                         in_n, st)
-                               : cuda::train_bf16_to_f32(static_cast<float*>(conv), cur, in_n, st));
+      VILA_ASSIGN_OR_RETURN(
+          void* conv,
+          sc.get_bytes(name + ".in", static_cast<size_t>(dtype_bytes(s.in_dtype, in_n))));
+      VILA_RETURN_IF_ERROR(
+          s.in_dtype == DType::kBF16
+              ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(cur), in_n, st)
+              : cuda::train_bf16_to_f32(static_cast<float*>(conv), cur, in_n, st));
       cur = conv;
     }
     s.in = const_cast<void*>(cur);
-    const int64_t out_rows = N_ * s.tokens_out, out_n = out_rows * s.spec.out_dim;
-    VILA_ASSIGN_OR_RETURN(void* y, sc.get_bytes(name + ".out", static_cast<size_t>(dtype_bytes(s.out_dtype, out_n))));
+    const int64_t out_rows = N_ * s.tokens_out;
+    const int64_t out_n = out_rows * s.spec.out_dim;
+    VILA_ASSIGN_OR_RETURN(
+        void* y, sc.get_bytes(name + ".out", static_cast<size_t>(dtype_bytes(s.out_dtype, out_n))));
     switch (s.spec.kind) {
       case ProjStageKind::kSpatialToChannel: {
         int64_t side = 1;
         while (side * side < s.tokens_in) ++side;
         VILA_RETURN_IF_ERROR(cuda::train_space_to_channel(static_cast<float*>(y),
-                                                          static_cast<const float*>(s.in), N_,
-                                                          side, s.spec.in_dim, s.spec.factor, st));
+                                                          static_cast<const float*>(s.in), N_, side,
+                                                          s.spec.in_dim, s.spec.factor, st));
         break;
       }
       case ProjStageKind::kLayerNorm: {
@@ -335,18 +341,20 @@ Status CudaProjector::backward(const float* dout, float* din) {
   int flip = 0;
   for (size_t r = stages_.size(); r-- > 0;) {
     Stage& s = stages_[r];
-    const int64_t rows_in = N_ * s.tokens_in, rows_out = N_ * s.tokens_out;
-    const int64_t in_n = rows_in * s.spec.in_dim, out_n = rows_out * s.spec.out_dim;
+    const int64_t rows_in = N_ * s.tokens_in;
+    const int64_t rows_out = N_ * s.tokens_out;
+    const int64_t in_n = rows_in * s.spec.in_dim;
+    const int64_t out_n = rows_out * s.spec.out_dim;
     const DType want = s.spec.kind == ProjStageKind::kLinear || s.spec.kind == ProjStageKind::kGelu
                            ? DType::kBF16
                            : DType::kF32;
     if (dy_dtype != want) {
-      VILA_ASSIGN_OR_RETURN(void* conv, sc.get_bytes("proj.dconv", static_cast<size_t>(
-                                                                        dtype_bytes(want, out_n))));
-      VILA_RETURN_IF_ERROR(want == DType::kBF16
-                               ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(dy),
-                                                         out_n, st)
-                               : cuda::train_bf16_to_f32(static_cast<float*>(conv), dy, out_n, st));
+      VILA_ASSIGN_OR_RETURN(
+          void* conv, sc.get_bytes("proj.dconv", static_cast<size_t>(dtype_bytes(want, out_n))));
+      VILA_RETURN_IF_ERROR(
+          want == DType::kBF16
+              ? cuda::train_f32_to_bf16(conv, static_cast<const float*>(dy), out_n, st)
+              : cuda::train_bf16_to_f32(static_cast<float*>(conv), dy, out_n, st));
       dy = conv;
     }
     const bool need_dx = r > 0 || din != nullptr;
@@ -355,7 +363,7 @@ Status CudaProjector::backward(const float* dout, float* din) {
     if (r > 0) {
       const ProjStageKind before = stages_[r - 1].spec.kind;
       dx_dtype = before == ProjStageKind::kLinear || before == ProjStageKind::kGelu ? DType::kBF16
-                                                                                  : DType::kF32;
+                                                                                    : DType::kF32;
     }
     if (s.spec.kind == ProjStageKind::kGelu) dx_dtype = DType::kBF16;
     if (s.spec.kind == ProjStageKind::kLayerNorm ||
@@ -368,7 +376,8 @@ Status CudaProjector::backward(const float* dout, float* din) {
         dx = din;
       } else {
         const std::string name = "proj.d" + std::to_string(flip ^= 1);
-        VILA_ASSIGN_OR_RETURN(dx, sc.get_bytes(name, static_cast<size_t>(dtype_bytes(dx_dtype, in_n))));
+        VILA_ASSIGN_OR_RETURN(dx,
+                              sc.get_bytes(name, static_cast<size_t>(dtype_bytes(dx_dtype, in_n))));
       }
     }
     switch (s.spec.kind) {

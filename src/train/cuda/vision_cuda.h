@@ -49,7 +49,7 @@ class CudaVisionTower {
   std::vector<LayerOffsets> layers_;
   int64_t patch_w_ = 0, patch_b_ = 0, pos_ = 0;
   int64_t N_ = 0, R_ = 0, P_ = 0, C_ = 0, F_ = 0, K_ = 0;  // K: channels·p·p
-  uint16_t* cols_ = nullptr;  // (R, K) bf16 im2col of the last forward
+  uint16_t* cols_ = nullptr;                               // (R, K) bf16 im2col of the last forward
   float* out_ = nullptr;
 };
 

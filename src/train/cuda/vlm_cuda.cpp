@@ -59,15 +59,17 @@ StatusOr<std::unique_ptr<CudaVlmModel>> CudaVlmModel::create(const VlmConfig& co
   return m;
 }
 
-StatusOr<std::unique_ptr<CudaVlmModel>> CudaVlmModel::create_random(
-    const VlmConfig& config, uint64_t seed, const CudaVlmOptions& options) {
+StatusOr<std::unique_ptr<CudaVlmModel>> CudaVlmModel::create_random(const VlmConfig& config,
+                                                                    uint64_t seed,
+                                                                    const CudaVlmOptions& options) {
   VILA_RETURN_IF_ERROR(config.validate());
   VILA_RETURN_IF_ERROR(need_gpu());
   VILA_ASSIGN_OR_RETURN(std::vector<ParamSpec> specs, param_specs(config));
   std::vector<DeviceParamSpec> dspecs;
+  dspecs.reserve(specs.size());
   for (const ParamSpec& s : specs) {
-    dspecs.push_back({std::string(param_module_dir(s.module)) + "/" + s.name, s.role,
-                      s.shape.numel(), true});
+    dspecs.push_back(
+        {std::string(param_module_dir(s.module)) + "/" + s.name, s.role, s.shape.numel(), true});
   }
   std::unique_ptr<CudaVlmModel> m(new CudaVlmModel());
   Impl& im = *m->impl_;
@@ -105,7 +107,8 @@ StatusOr<std::vector<float>> CudaVlmModel::forward_logits(const PackedBatch& bat
 StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
                                                     const TrainOptions& options) {
   Impl& im = *impl_;
-  const int64_t T = batch.tokens(), V = im.config.llm.vocab;
+  const int64_t T = batch.tokens();
+  const int64_t V = im.config.llm.vocab;
   StepResult result;
   for (int64_t t = 0; t < T; ++t) {
     const int32_t y = batch.targets.size() == static_cast<size_t>(T) ? batch.targets[t] : 0;
@@ -129,8 +132,8 @@ StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
     VILA_RETURN_IF_ERROR(cuda::copy_to_host(result.logits.data(), im.llm.logits(),
                                             result.logits.size() * sizeof(float), st));
   }
-  VILA_ASSIGN_OR_RETURN(int32_t* targets, ctx.scratch.get<int32_t>("vlm.targets", T));
-  VILA_ASSIGN_OR_RETURN(uint16_t* dlogits, ctx.scratch.get<uint16_t>("vlm.dlogits", T * V));
+  VILA_ASSIGN_OR_RETURN(int32_t * targets, ctx.scratch.get<int32_t>("vlm.targets", T));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dlogits, ctx.scratch.get<uint16_t>("vlm.dlogits", T * V));
   VILA_ASSIGN_OR_RETURN(float* row_loss, ctx.scratch.get<float>("vlm.row_loss", T));
   VILA_RETURN_IF_ERROR(cuda::copy_to_device(targets, batch.targets.data(),
                                             static_cast<size_t>(T) * sizeof(int32_t), st));
@@ -139,8 +142,8 @@ StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
                                                  static_cast<float>(options.grad_scale * inv_n),
                                                  st));
   im.row_loss.resize(static_cast<size_t>(T));
-  VILA_RETURN_IF_ERROR(cuda::copy_to_host(im.row_loss.data(), row_loss,
-                                          im.row_loss.size() * sizeof(float), st));
+  VILA_RETURN_IF_ERROR(
+      cuda::copy_to_host(im.row_loss.data(), row_loss, im.row_loss.size() * sizeof(float), st));
   double sum = 0.0;
   for (float x : im.row_loss) sum += x;
   result.loss = sum * inv_n;
@@ -159,8 +162,8 @@ StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
   float* dvision = nullptr;
   if (im.vision_on) {
     const VisionTowerConfig& v = im.config.vision;
-    VILA_ASSIGN_OR_RETURN(dvision, ctx.scratch.get<float>("vlm.dvision", batch.image_count *
-                                                                             v.patches() * v.hidden));
+    VILA_ASSIGN_OR_RETURN(
+        dvision, ctx.scratch.get<float>("vlm.dvision", batch.image_count * v.patches() * v.hidden));
   }
   VILA_RETURN_IF_ERROR(im.projector.backward(dfeats, dvision));
   if (im.vision_on) VILA_RETURN_IF_ERROR(im.vision.backward(dvision));
