@@ -408,7 +408,7 @@ TEST(TrainVlmOpsTest, BadArgumentsAreInvalid) {
   EXPECT_TRUE(
       invalid(cuda::train_layer_norm_forward(&f, &f, &f, &f, &f, nullptr, 2, 0, 1e-6f, nullptr)));
   EXPECT_TRUE(invalid(
-      cuda::train_layer_norm_backward(&f, &f, &f, &f, &f, &f, &f, &f, 2, 8193, false, nullptr)));
+      cuda::train_layer_norm_backward(&f, &f, &f, &f, &f, &f, &f, &f, 2, 16385, false, nullptr)));
   EXPECT_TRUE(invalid(cuda::train_patch_im2col(&f, &f, 1, 3, 13, 14, nullptr)));
   EXPECT_TRUE(invalid(cuda::train_space_to_channel(&f, &f, 1, 4, 3, 0, nullptr)));
   EXPECT_TRUE(invalid(cuda::train_column_sum_add_f32(&f, nullptr, 3, 3, nullptr)));
