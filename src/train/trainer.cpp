@@ -212,7 +212,10 @@ Status Trainer::Impl::setup_model(const std::string& resume_dir) {
   VILA_ASSIGN_OR_RETURN(AdamW opt, AdamW::create(adam));
   optimizer.emplace(std::move(opt));
   VILA_ASSIGN_OR_RETURN(engine, make_step_engine(config.device, *model, store, *optimizer));
-  if (config.device != "cpu") log("device: " + config.device);
+  if (config.device == "cuda") {
+    log("device: cuda (every GEMM with bf16 operands and fp32 accumulation, whatever the precision "
+        "preset; fp32 master weights, gradients and moments)");
+  }
   return ok_status();
 }
 
