@@ -28,6 +28,7 @@ struct TrainArgs {
   int64_t steps = -1;
   double minutes = -1;
   int64_t stop_after = 0;
+  std::string device;  // empty: the config's
 };
 
 int run_train(const TrainArgs& args) {
@@ -36,6 +37,7 @@ int run_train(const TrainArgs& args) {
   if (!args.output.empty()) config->output = args.output;
   if (args.steps >= 0) config->steps = args.steps;
   if (args.minutes >= 0) config->minutes = args.minutes;
+  if (!args.device.empty()) config->device = args.device;
   if (config->steps == 0 && config->minutes == 0) {
     return report_error(invalid_argument("--steps 0 needs --minutes"));
   }
@@ -158,6 +160,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--output", args->output, "Run folder (overrides the config's output)");
   cmd->add_option("--steps", args->steps, "Optimizer steps (overrides the config)");
   cmd->add_option("--minutes", args->minutes, "Wall-clock budget (overrides the config)");
+  cmd->add_option("--device", args->device, "cpu or cuda (overrides the config)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--stop-after", args->stop_after,
                   "Stop (with a checkpoint) after this many steps of this invocation");
   cmd->callback([args, &exit_code] { exit_code = run_train(*args); });
