@@ -13,7 +13,7 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
-constexpr int kNormRowsPerBlock = 16;   // rows per block of the RMSNorm backward (dw partial sums)
+constexpr int kNormRowsPerBlock = 4;    // rows per block of the RMSNorm backward (dw partial sums)
 constexpr int64_t kMaxNormCols = 8192;  // dw partials live in shared memory
 constexpr int kMaxGridX = 65535;
 
@@ -219,30 +219,62 @@ __global__ void softmax_backward_kernel(bf16* __restrict__ p, const float* __res
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
+// SwiGLU kernels: thread x of block (x, y) owns a pair of adjacent columns (one column when F is
+// odd) of rows y, y + gridDim.y, ...: no index division, bf16x2 loads and stores.
+__device__ __forceinline__ float silu(float g) { return g * sigmoid(g); }
+
 __global__ void silu_mul_kernel(bf16* __restrict__ m, const bf16* __restrict__ gu, int64_t rows,
                                 int64_t f) {
-  const int64_t total = rows * f;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = idx / f, c = idx - r * f;
-    const float g = __bfloat162float(gu[r * 2 * f + c]),
-                u = __bfloat162float(gu[r * 2 * f + f + c]);
-    m[idx] = __float2bfloat16_rn(g * sigmoid(g) * u);
+  const bool pairs = f % 2 == 0;
+  const int64_t units = pairs ? f / 2 : f;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= units) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const bf16* g_row = gu + r * 2 * f;  // (F) gate, then (F) up
+    const bf16* u_row = g_row + f;
+    bf16* m_row = m + r * f;
+    if (pairs) {
+      const float2 g = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(g_row)[c]);
+      const float2 u = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(u_row)[c]);
+      reinterpret_cast<__nv_bfloat162*>(m_row)[c] =
+          __floats2bfloat162_rn(silu(g.x) * u.x, silu(g.y) * u.y);
+    } else {
+      m_row[c] = __float2bfloat16_rn(silu(__bfloat162float(g_row[c])) * __bfloat162float(u_row[c]));
+    }
   }
+}
+
+// dg = dm u σ(g)(1 + g(1 - σ(g))),  du = dm silu(g).
+__device__ __forceinline__ float2 silu_mul_grad(float d, float g, float u) {
+  const float sg = sigmoid(g);
+  return make_float2(d * u * sg * (1.0f + g * (1.0f - sg)), d * g * sg);
 }
 
 __global__ void silu_mul_backward_kernel(bf16* __restrict__ dgu, const bf16* __restrict__ dm,
                                          const bf16* __restrict__ gu, int64_t rows, int64_t f) {
-  const int64_t total = rows * f;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = idx / f, c = idx - r * f;
-    const float g = __bfloat162float(gu[r * 2 * f + c]),
-                u = __bfloat162float(gu[r * 2 * f + f + c]);
-    const float d = __bfloat162float(dm[idx]);
-    const float sg = sigmoid(g);
-    dgu[r * 2 * f + c] = __float2bfloat16_rn(d * u * sg * (1.0f + g * (1.0f - sg)));
-    dgu[r * 2 * f + f + c] = __float2bfloat16_rn(d * g * sg);
+  const bool pairs = f % 2 == 0;
+  const int64_t units = pairs ? f / 2 : f;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= units) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const bf16* g_row = gu + r * 2 * f;
+    const bf16* u_row = g_row + f;
+    const bf16* dm_row = dm + r * f;
+    bf16* dg_row = dgu + r * 2 * f;
+    bf16* du_row = dg_row + f;
+    if (pairs) {
+      const float2 g = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(g_row)[c]);
+      const float2 u = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(u_row)[c]);
+      const float2 d = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(dm_row)[c]);
+      const float2 a = silu_mul_grad(d.x, g.x, u.x), b = silu_mul_grad(d.y, g.y, u.y);
+      reinterpret_cast<__nv_bfloat162*>(dg_row)[c] = __floats2bfloat162_rn(a.x, b.x);
+      reinterpret_cast<__nv_bfloat162*>(du_row)[c] = __floats2bfloat162_rn(a.y, b.y);
+    } else {
+      const float2 a = silu_mul_grad(__bfloat162float(dm_row[c]), __bfloat162float(g_row[c]),
+                                     __bfloat162float(u_row[c]));
+      dg_row[c] = __float2bfloat16_rn(a.x);
+      du_row[c] = __float2bfloat16_rn(a.y);
+    }
   }
 }
 
@@ -296,6 +328,13 @@ __global__ void fill_constant_kernel(float* __restrict__ x, int64_t n, float val
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     x[i] = value;
   }
+}
+
+// (column pairs / kThreads, rows capped at the grid's y limit: the kernels stride over rows).
+dim3 silu_grid(int64_t rows, int64_t f) {
+  const int64_t units = f % 2 == 0 ? f / 2 : f;
+  return dim3(static_cast<unsigned>(ceil_div(units, int64_t{kThreads})),
+              static_cast<unsigned>(std::min<int64_t>(rows, kMaxGridX)));
 }
 
 unsigned grid_for(int64_t total) {
@@ -412,7 +451,7 @@ Status train_silu_mul(void* m, const void* gu, int64_t rows, int64_t f, void* st
     return invalid_argument("train_silu_mul: bad shape " + std::to_string(rows) + " x " +
                             std::to_string(f));
   }
-  silu_mul_kernel<<<grid_for(rows * f), kThreads, 0, as_stream(stream)>>>(
+  silu_mul_kernel<<<silu_grid(rows, f), kThreads, 0, as_stream(stream)>>>(
       static_cast<bf16*>(m), static_cast<const bf16*>(gu), rows, f);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
@@ -424,7 +463,7 @@ Status train_silu_mul_backward(void* dgu, const void* dm, const void* gu, int64_
     return invalid_argument("train_silu_mul_backward: bad shape " + std::to_string(rows) + " x " +
                             std::to_string(f));
   }
-  silu_mul_backward_kernel<<<grid_for(rows * f), kThreads, 0, as_stream(stream)>>>(
+  silu_mul_backward_kernel<<<silu_grid(rows, f), kThreads, 0, as_stream(stream)>>>(
       static_cast<bf16*>(dgu), static_cast<const bf16*>(dm), static_cast<const bf16*>(gu), rows, f);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();

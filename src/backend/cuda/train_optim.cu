@@ -26,7 +26,6 @@ __global__ void cross_entropy_kernel(bf16* __restrict__ dz, float* __restrict__ 
                                      const float* __restrict__ z, const int32_t* __restrict__ y,
                                      int64_t vocab, float scale) {
   __shared__ float red[kWarp];
-  __shared__ float bcast;
   const int64_t row = blockIdx.x;
   const float* zr = z + row * vocab;
   bf16* dr = dz + row * vocab;
@@ -37,31 +36,43 @@ __global__ void cross_entropy_kernel(bf16* __restrict__ dz, float* __restrict__ 
     if (threadIdx.x == 0) row_loss[row] = 0.0f;
     return;
   }
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) mx = fmaxf(mx, zr[j]);
-  for (int o = kWarp / 2; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = red[0];
-    for (int w = 1; w < warps; ++w) m = fmaxf(m, red[w]);
-    bcast = m;
+  // One pass for the max and the sum of exponentials (online: the sum is rescaled when the max
+  // grows), then the pairs (max, sum) merged across the warp and the block.
+  float mx = -INFINITY, sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+    const float x = zr[j];
+    if (x > mx) {
+      sum = sum * __expf(mx - x) + 1.0f;
+      mx = x;
+    } else {
+      sum += __expf(x - mx);
+    }
+  }
+  auto merge = [](float& m, float& s, float m2, float s2) {
+    const float n = fmaxf(m, m2);
+    s = (m == -INFINITY ? 0.0f : s * __expf(m - n)) +
+        (m2 == -INFINITY ? 0.0f : s2 * __expf(m2 - n));
+    m = n;
+  };
+  for (int o = kWarp / 2; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, mx, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+    merge(mx, sum, m2, s2);
+  }
+  __shared__ float red_sum[kWarp];
+  if (lane == 0) {
+    red[warp] = mx;
+    red_sum[warp] = sum;
   }
   __syncthreads();
-  mx = bcast;
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += __expf(zr[j] - mx);
-  sum = warp_reduce_sum(sum);
-  __syncthreads();
-  if (lane == 0) red[warp] = sum;
-  __syncthreads();
   if (threadIdx.x == 0) {
-    float s = 0.0f;
-    for (int w = 0; w < warps; ++w) s += red[w];
-    bcast = s;
+    float m = red[0], t = red_sum[0];
+    for (int w = 1; w < warps; ++w) merge(m, t, red[w], red_sum[w]);
+    red[0] = m;
+    red_sum[0] = t;
   }
   __syncthreads();
-  sum = bcast;
+  mx = red[0];
+  sum = red_sum[0];
   const float lse = mx + logf(sum), inv = 1.0f / sum;
   if (threadIdx.x == 0) row_loss[row] = lse - zr[label];
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {

@@ -92,6 +92,7 @@ StatusOr<CudaLlm::Saved> CudaLlm::saved(size_t layer) {
   VILA_ASSIGN_OR_RETURN(v.a, s.get<uint16_t>(p + "a", R * qd_));
   VILA_ASSIGN_OR_RETURN(v.h2, s.get<uint16_t>(p + "h2", R * C_));
   VILA_ASSIGN_OR_RETURN(v.gu, s.get<uint16_t>(p + "gu", R * 2 * F_));
+  VILA_ASSIGN_OR_RETURN(v.m, s.get<uint16_t>(p + "m", R * F_));
   return v;
 }
 
@@ -213,13 +214,12 @@ Status CudaLlm::layer_forward(size_t l, bool recomputing) {
       cuda::train_rms_norm_forward(s.h2, s.rstd2, s.x2, P.value(lo.ln2), R, C_, eps, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_forward(s.gu, DType::kBF16, s.h2, R, lo.wgu, 2 * F_, C_, -1, false));
-  if (recomputing) return ok_status();  // the layer output is already saved
+  if (recomputing) return ok_status();  // the layer output is already saved (m: by the backward)
   // x_out = x2 + (silu(g) u) Wdownᵀ
-  VILA_ASSIGN_OR_RETURN(uint16_t * m, sc.get<uint16_t>("llm.m", R * F_));
-  VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
+  VILA_RETURN_IF_ERROR(cuda::train_silu_mul(s.m, s.gu, R, F_, st));
   float* x_out = xs_[l + 1];
   VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(x_out, s.x2, row_bytes, st));
-  return ctx_->linear_forward(x_out, DType::kF32, m, R, lo.wdown, C_, F_, -1, true);
+  return ctx_->linear_forward(x_out, DType::kF32, s.m, R, lo.wdown, C_, F_, -1, true);
 }
 
 // dx (R, C) f32: d(layer output) on entry, d(layer input) on return.
@@ -234,13 +234,14 @@ Status CudaLlm::layer_backward(size_t l) {
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("llm.dx", R * C_));
   VILA_ASSIGN_OR_RETURN(float* dh, sc.get<float>("llm.dh", R * C_));
   VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("llm.dxb", R * C_));
-  VILA_ASSIGN_OR_RETURN(uint16_t * m, sc.get<uint16_t>("llm.m", R * F_));
   VILA_ASSIGN_OR_RETURN(uint16_t * dgu, sc.get<uint16_t>("llm.dgu", R * 2 * F_));
   VILA_ASSIGN_OR_RETURN(uint16_t * da, sc.get<uint16_t>("llm.da", R * qd_));
   VILA_ASSIGN_OR_RETURN(uint16_t * dqkv, sc.get<uint16_t>("llm.dqkv", R * nqkv_));
-  // MLP: dW_down += dxᵀ m; dm = dx W_down (into m: stream order makes dW read m first)
+  // MLP: dW_down += dxᵀ m; dm = dx W_down (into m: stream order makes dW read m first). m was
+  // saved by the forward, or (recompute) is made here.
+  uint16_t* m = s.m;
   VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C_, st));
-  VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
+  if (recompute_) VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(m, DType::kBF16, 0.0f, dxb, m, R, lo.wdown, C_, F_, -1));
   VILA_RETURN_IF_ERROR(cuda::train_silu_mul_backward(dgu, m, s.gu, R, F_, st));

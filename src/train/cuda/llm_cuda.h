@@ -47,8 +47,8 @@ class CudaLlm {
     int64_t ln1, ln2, wqkv, bqkv, wo, wgu, wdown;
   };
   struct Saved {
-    float *rstd1, *rstd2, *x2, *lse;  // lse (R, H): the attention's log-sum-exp
-    uint16_t *h1, *q, *k, *v, *a, *h2, *gu;
+    float *rstd1, *rstd2, *x2, *lse;             // lse (R, H): the attention's log-sum-exp
+    uint16_t *h1, *q, *k, *v, *a, *h2, *gu, *m;  // m = silu(g) u (R, F)
   };
   StatusOr<Saved> saved(size_t layer);
   Status layer_forward(size_t l, bool recomputing);
