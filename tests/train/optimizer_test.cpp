@@ -383,6 +383,48 @@ TEST(OptimizerStateIoTest, RoundTripIsBitExact) {
   }
 }
 
+// set_state (how the CUDA trainer hands its fp32 moments back for a checkpoint): the state of an
+// optimizer rebuilt from another's fp32 moments and step count continues exactly as the original
+// (f32 states), and a negative step is refused.
+TEST(OptimizerStateIoTest, SetStateFromF32MomentsContinuesExactly) {
+  ParamStore store = make_store(8);
+  AdamW opt = make_adamw(0.05);
+  std::mt19937 rng(23);
+  for (int i = 0; i < 4; ++i) {
+    random_grads(store, rng);
+    ASSERT_TRUE(opt.step(store, 1e-2).ok());
+  }
+  AdamW rebuilt = make_adamw(0.05);
+  for (const Param* p : store.all()) {
+    const AdamWParamState* st = opt.state(p->full_name());
+    if (!p->trainable) {  // the frozen module has no state, and the rebuilt one gets none
+      EXPECT_EQ(st, nullptr) << p->full_name();
+      continue;
+    }
+    ASSERT_NE(st, nullptr) << p->full_name();
+    const std::vector<float> m = st->exp_avg.to_f32();
+    const std::vector<float> v = st->exp_avg_sq.to_f32();
+    ASSERT_TRUE(rebuilt.set_state(*p, st->step, m.data(), v.data()).ok());
+    EXPECT_EQ(rebuilt.state(p->full_name())->step, st->step);
+  }
+  ParamStore a = store, b = store;
+  random_grads(store, rng);
+  for (size_t k = 0; k < store.all().size(); ++k) {
+    a.all()[k]->grad = store.all()[k]->grad;
+    b.all()[k]->grad = store.all()[k]->grad;
+  }
+  ASSERT_TRUE(opt.step(a, 1e-2).ok());
+  ASSERT_TRUE(rebuilt.step(b, 1e-2).ok());
+  for (size_t k = 0; k < a.all().size(); ++k) {
+    const std::vector<float>& va = a.all()[k]->value;
+    EXPECT_EQ(std::memcmp(va.data(), b.all()[k]->value.data(), va.size() * 4), 0)
+        << a.all()[k]->full_name();
+  }
+  const Param& first = *store.all().front();
+  std::vector<float> zeros(static_cast<size_t>(first.numel()), 0.0f);
+  EXPECT_FALSE(rebuilt.set_state(first, -1, zeros.data(), zeros.data()).ok());
+}
+
 TEST(OptimizerStateIoTest, MissingWrongOrForeignStateIsAClearError) {
   ParamStore store = make_store(8);
   AdamW opt = make_adamw(0.0, StateFormat::kI8Block, StateFormat::kI8Block);
