@@ -8,18 +8,9 @@
 #include <string>
 #include <tuple>
 
+#include "backend/cuda/cublaslt_plan.cuh"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/linear.h"
-
-#define VILA_CUBLAS_CHECK(expr)                                                               \
-  do {                                                                                        \
-    const cublasStatus_t vila_cublas_status_ = (expr);                                        \
-    if (vila_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                       \
-      return ::vila::Status{::vila::StatusCode::kInternal,                                    \
-                            std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " +   \
-                                #expr + ": " + cublasLtGetStatusString(vila_cublas_status_)}; \
-    }                                                                                         \
-  } while (0)
 
 namespace vila::cuda {
 
@@ -67,21 +58,7 @@ struct PlanKey {
   bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
 };
 
-// The descriptors of one GEMM shape and the algorithm cuBLASLt's heuristic chose for it.
-struct Plan {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (op != nullptr) cublasLtMatmulDescDestroy(op);
-  }
-};
+using Plan = LtPlan;
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -93,13 +70,6 @@ cudaDataType_t cuda_type(DType t) {
       return CUDA_R_32F;
   }
 }
-
-struct PreferenceGuard {
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~PreferenceGuard() {
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
-  }
-};
 
 // Column-major views of row-major out (M, N) = in (M, K) · W (N, K)ᵀ: A = W as (K, N) ld K with
 // op T, B = in as (K, M) ld in_stride, D = out as (N, M) ld out_stride; the bias is per N.
@@ -130,22 +100,7 @@ Status build_plan(Blas& blas, const PlanKey& key, Plan& plan) {
   VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, ab_type, uk, um, key.in_stride));
   VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, d_type, un, um, key.out_stride));
 
-  PreferenceGuard pref;
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
-  const size_t ws = blas.workspace_bytes();
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  VILA_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
-                                                   plan.op, plan.a, plan.b, plan.d, plan.d,
-                                                   pref.pref, 1, &heuristic, &found));
-  if (found == 0) {
-    return unimplemented("linear: cuBLASLt has no algorithm for M " + std::to_string(key.rows) +
-                         ", N " + std::to_string(key.n) + ", K " + std::to_string(key.k));
-  }
-  plan.algo = heuristic.algo;
-  return ok_status();
+  return choose_algorithm(blas, plan, nullptr, "linear", key.rows, key.n, key.k);
 }
 
 bool is_half(DType t) { return t == DType::kBF16 || t == DType::kF16; }

@@ -4,20 +4,10 @@
 #include <map>
 #include <string>
 #include <tuple>
-#include <utility>
 
+#include "backend/cuda/cublaslt_plan.cuh"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/train_gemm.h"
-
-#define VILA_TG_CUBLAS_CHECK(expr)                                                            \
-  do {                                                                                        \
-    const cublasStatus_t vila_cublas_status_ = (expr);                                        \
-    if (vila_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                       \
-      return ::vila::Status{::vila::StatusCode::kInternal,                                    \
-                            std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " +   \
-                                #expr + ": " + cublasLtGetStatusString(vila_cublas_status_)}; \
-    }                                                                                         \
-  } while (0)
 
 namespace vila::cuda {
 
@@ -46,40 +36,20 @@ struct Key {
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
-struct Plan {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (op != nullptr) cublasLtMatmulDescDestroy(op);
-  }
-};
+using Plan = LtPlan;
 
 Status make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols,
                    int64_t ld, int batch, int64_t stride) {
-  VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
-                                                  static_cast<uint64_t>(cols), ld));
+  VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
+                                               static_cast<uint64_t>(cols), ld));
   if (batch > 1) {
-    VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        *layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
-    VILA_TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+    VILA_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &batch, sizeof(batch)));
+    VILA_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
   return ok_status();
 }
-
-struct PrefGuard {
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~PrefGuard() {
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
-  }
-};
 
 // Column-major: cuBLASLt A := our B's memory, stored (cols, rows) = trans_b ? (K, N) : (N, K),
 // op trans_b; cuBLASLt B := our A's memory, stored trans_a ? (M, K) : (K, M), op trans_a;
@@ -87,12 +57,12 @@ struct PrefGuard {
 Status build(Blas& blas, const Key& key, Plan& plan) {
   const cudaDataType_t c_type =
       key.c_dtype == static_cast<int>(DType::kBF16) ? CUDA_R_16BF : CUDA_R_32F;
-  VILA_TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  VILA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  VILA_TG_CUBLAS_CHECK(
+  VILA_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
-  VILA_TG_CUBLAS_CHECK(
+  VILA_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   const int64_t a_rows = key.tb ? key.k : key.n, a_cols = key.tb ? key.n : key.k;
   const int64_t b_rows = key.ta ? key.m : key.k, b_cols = key.ta ? key.k : key.m;
@@ -100,33 +70,10 @@ Status build(Blas& blas, const Key& key, Plan& plan) {
       make_layout(&plan.a, CUDA_R_16BF, a_rows, a_cols, key.ldb, key.batch, key.sb));
   VILA_RETURN_IF_ERROR(
       make_layout(&plan.b, CUDA_R_16BF, b_rows, b_cols, key.lda, key.batch, key.sa));
-  VILA_RETURN_IF_ERROR(make_layout(&plan.c, c_type, key.n, key.m, key.ldc, key.batch, key.sc));
-  PrefGuard pref;
-  VILA_TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
-  const size_t ws = blas.workspace_bytes();
-  VILA_TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  VILA_RETURN_IF_ERROR(make_layout(&plan.d, c_type, key.n, key.m, key.ldc, key.batch, key.sc));
   // cuBLASLt's A is our B and its B our A.
-  const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_b},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_a},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_c}};
-  for (const auto& [attr, bytes] : aligns) {
-    VILA_TG_CUBLAS_CHECK(
-        cublasLtMatmulPreferenceSetAttribute(pref.pref, attr, &bytes, sizeof(bytes)));
-  }
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  VILA_TG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
-                                                      plan.op, plan.a, plan.b, plan.c, plan.c,
-                                                      pref.pref, 1, &heuristic, &found));
-  if (found == 0) {
-    return unimplemented("train gemm: cuBLASLt has no algorithm for M " + std::to_string(key.m) +
-                         ", N " + std::to_string(key.n) + ", K " + std::to_string(key.k));
-  }
-  plan.algo = heuristic.algo;
-  return ok_status();
+  const LtAlignment alignment{key.align_b, key.align_a, key.align_c};
+  return choose_algorithm(blas, plan, &alignment, "train gemm", key.m, key.n, key.k);
 }
 
 }  // namespace
@@ -180,10 +127,10 @@ Status TrainGemm::gemm(const GemmArgs& g, void* stream) {
     slot = std::move(plan);
   }
   Plan& plan = *slot;
-  VILA_TG_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas_.handle()), plan.op,
-                                      &g.alpha, g.b, plan.a, g.a, plan.b, &g.beta, g.c, plan.c, g.c,
-                                      plan.c, &plan.algo, blas_.workspace(),
-                                      blas_.workspace_bytes(), static_cast<cudaStream_t>(stream)));
+  VILA_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas_.handle()), plan.op, &g.alpha,
+                                   g.b, plan.a, g.a, plan.b, &g.beta, g.c, plan.d, g.c, plan.d,
+                                   &plan.algo, blas_.workspace(), blas_.workspace_bytes(),
+                                   static_cast<cudaStream_t>(stream)));
   return ok_status();
 }
 
