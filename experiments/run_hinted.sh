@@ -17,10 +17,7 @@ RESULTS=$RUNS/results.jsonl
 rm -rf "$DIR" && mkdir -p "$DIR"
 WORK=$DIR/eval_images
 
-record() {
-  echo "{\"seed\": $SEED, \"run\": \"$1\", \"what\": \"$2\", \"result\": $3}" >> "$RESULTS"
-  echo "  $1 $2: $3"
-}
+source experiments/lib.sh
 
 python3 experiments/make_hinted_fewshot.py "$DIR/data" 4000 "$SEED"
 for ARM in exp2_llm_frozen exp2_llm_trained; do
@@ -29,15 +26,7 @@ for ARM in exp2_llm_frozen exp2_llm_trained; do
       -e "s|    few_shot: 4000|  jsonl:\n    - path: $DIR/data/fewshot_hinted.jsonl\n      format: mmc4|" \
       -e "s|output: .*|output: $DIR/${ARM}_hinted|" "experiments/$ARM.yaml" > "$DIR/$ARM.yaml"
   "$VILA" train --config "$DIR/$ARM.yaml" 2> "$DIR/$ARM.log" > /dev/null
-  MODEL=$DIR/${ARM}_hinted/model
-  record "${ARM}_hinted" caption "$("$VILA" eval --model "$MODEL" --data fashion \
-    --samples "$EVAL_SAMPLES" --work-dir "$WORK" --json 2>/dev/null)"
-  for SHOTS in "0" "4" "4 --hint"; do
-    set -- $SHOTS
-    record "${ARM}_hinted" "fewshot_k$1${2:+_hint}" \
-      "$("$VILA" eval --model "$MODEL" --data fewshot --shots $SHOTS \
-         --samples "$EVAL_SAMPLES" --work-dir "$WORK" --json 2>/dev/null)"
-  done
+  eval_arm "${ARM}_hinted" "$DIR/${ARM}_hinted/model"
 done
 "$VILA" plot --metrics "$DIR/exp2_llm_frozen_hinted/metrics.jsonl" --label "LLM frozen" \
   --metrics "$DIR/exp2_llm_trained_hinted/metrics.jsonl" --label "LLM trained" --smooth 0.9 \

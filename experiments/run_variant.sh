@@ -15,10 +15,7 @@ RESULTS=$RUNS/results.jsonl
 rm -rf "$DIR" && mkdir -p "$DIR"
 WORK=$DIR/eval_images
 
-record() {
-  echo "{\"seed\": $SEED, \"run\": \"$1\", \"what\": \"$2\", \"result\": $3}" >> "$RESULTS"
-  echo "  $1 $2: $3"
-}
+source experiments/lib.sh
 
 python3 experiments/make_text_with_classes.py "$DIR/text_with_classes.txt" "$SEED"
 sed -e "s|@SEED@|$SEED|g" -e "s|@RUNS@|$DIR|g" \
@@ -33,13 +30,5 @@ for ARM in exp2_llm_frozen exp2_llm_trained; do
   sed -e "s|@SEED@|$SEED|g" -e "s|@RUNS@|$DIR|g" -e "s|$DIR/base/|$DIR/base_classes/|g" \
       -e "s|output: .*|output: $DIR/${ARM}_classes|" "experiments/$ARM.yaml" > "$DIR/$ARM.yaml"
   "$VILA" train --config "$DIR/$ARM.yaml" 2> "$DIR/$ARM.log" > /dev/null
-  MODEL=$DIR/${ARM}_classes/model
-  record "${ARM}_classes" caption "$("$VILA" eval --model "$MODEL" --data fashion \
-    --samples "$EVAL_SAMPLES" --work-dir "$WORK" --json 2>/dev/null)"
-  for SHOTS in "0" "4" "4 --hint"; do
-    set -- $SHOTS
-    record "${ARM}_classes" "fewshot_k$1${2:+_hint}" \
-      "$("$VILA" eval --model "$MODEL" --data fewshot --shots $SHOTS \
-         --samples "$EVAL_SAMPLES" --work-dir "$WORK" --json 2>/dev/null)"
-  done
+  eval_arm "${ARM}_classes" "$DIR/${ARM}_classes/model"
 done
