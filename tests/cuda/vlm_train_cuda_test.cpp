@@ -19,6 +19,7 @@
 #ifdef VILA_WITH_CUDA
 #include "../common/temp_dir.h"
 #include "../train/golden_fixture.h"
+#include "../train/tiny_run.h"
 #include "data/fashion_mnist.h"
 #include "format/safetensors.h"
 #include "model/vila_model.h"
@@ -240,30 +241,15 @@ TEST(VlmCudaTest, ProjectorTypesMatchCpu) {
   }
 }
 
-bool have_fashion() {
-  return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
-}
+using fixture::have_fashion;
+using fixture::train;
 
+// The trainer tests' tiny run, 8 steps with clipping, on `device`.
 json tiny_run(const std::string& output, const std::string& device) {
-  return json{{"model", {{"preset", "tiny"}}},
-              {"tokenizer", {{"vocab_size", 300}}},
-              {"data", {{"fashion", {{"caption", 120}, {"compare", 20}}}, {"seed", 3}}},
-              {"optimizer", {{"lr", 3e-3}, {"weight_decay", 0.1}}},
-              {"steps", 8},
-              {"batch_tokens", 160},
-              {"grad_accum", 2},
-              {"clip_grad_norm", 1.0},
-              {"seed", 7},
-              {"device", device},
-              {"checkpoint", {{"keep", 3}}},
-              {"output", output}};
-}
-
-StatusOr<std::vector<double>> train(const json& j, const TrainerOptions& options) {
-  VILA_ASSIGN_OR_RETURN(TrainConfig config, train_config_from_json(j, "test.json"));
-  VILA_ASSIGN_OR_RETURN(auto trainer, Trainer::create(config, options, {}));
-  VILA_RETURN_IF_ERROR(trainer->run());
-  return trainer->losses();
+  json j = fixture::tiny_run(output, 8);
+  j["clip_grad_norm"] = 1.0;
+  j["device"] = device;
+  return j;
 }
 
 TEST(TrainerOnCuda, FollowsTheCpuRunAndResumes) {

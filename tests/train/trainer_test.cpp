@@ -18,6 +18,7 @@
 #include "../common/temp_dir.h"
 #include "format/safetensors.h"
 #include "model/vila_model.h"
+#include "tiny_run.h"
 #include "train/model/released_io.h"
 #include "train/run_dir.h"
 
@@ -29,29 +30,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool have_fashion() {
-  return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
-}
-
-json tiny_run(const std::string& output, int64_t steps) {
-  return json{{"model", {{"preset", "tiny"}}},
-              {"tokenizer", {{"vocab_size", 300}}},
-              {"data", {{"fashion", {{"caption", 120}, {"compare", 20}}}, {"seed", 3}}},
-              {"optimizer", {{"lr", 3e-3}, {"weight_decay", 0.1}}},
-              {"steps", steps},
-              {"batch_tokens", 160},
-              {"grad_accum", 2},
-              {"seed", 7},
-              {"checkpoint", {{"keep", 3}}},
-              {"output", output}};
-}
-
-StatusOr<std::vector<double>> train(const json& j, const TrainerOptions& options) {
-  VILA_ASSIGN_OR_RETURN(TrainConfig config, train_config_from_json(j, "test.json"));
-  VILA_ASSIGN_OR_RETURN(auto trainer, Trainer::create(config, options, {}));
-  VILA_RETURN_IF_ERROR(trainer->run());
-  return trainer->losses();
-}
+using fixture::have_fashion;
+using fixture::tiny_run;
+using fixture::train;
 
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
