@@ -556,23 +556,7 @@ cuda::DeviceBuffer random_device16(std::mt19937& rng, int64_t n, DType dtype) {
   return upload(host);
 }
 
-// Mean milliseconds per call of `run` over `iters` calls on `stream` (after 2 warm-up calls).
-template <typename Fn>
-double time_ms(cudaStream_t stream, int iters, Fn run) {
-  for (int i = 0; i < 2; ++i) EXPECT_TRUE(run().ok());
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start, stream);
-  for (int i = 0; i < iters; ++i) EXPECT_TRUE(run().ok());
-  cudaEventRecord(stop, stream);
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / iters;
-}
+using testing::time_ms;
 #endif
 
 // Prints throughput only (no checks beyond "it runs"): SigLIP-so400m dense attention, an LLM

@@ -363,23 +363,7 @@ TEST(FlashBackwardCuda, BadArgumentsReturnErrors) {
   EXPECT_EQ(cuda::attention_backward_workspace_bytes(a), size_t{2 * 1 * 2 * 64 * 4});
 }
 
-// Mean milliseconds per call of `run` over `iters` calls on `stream` (after 2 warm-up calls).
-template <typename Fn>
-double time_ms(cudaStream_t stream, int iters, Fn run) {
-  for (int i = 0; i < 2; ++i) EXPECT_TRUE(run().ok());
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start, stream);
-  for (int i = 0; i < iters; ++i) EXPECT_TRUE(run().ok());
-  cudaEventRecord(stop, stream);
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / iters;
-}
+using testing::time_ms;
 
 // Prints only (no speed assertions): Qwen2-1.5B-like causal attention, T = 2048, H 12 / Hkv 2,
 // D 128. The flash backward (preprocess + main kernel) vs the materialised backward of
