@@ -41,6 +41,8 @@ void add_train_bench_options(CLI::App* cmd, TrainBenchArgs* args) {
   cmd->add_option("--seq", args->seq, "Training sequence length")->check(CLI::PositiveNumber);
   cmd->add_flag("--recompute", args->recompute, "Activation recomputation per layer");
   cmd->add_option("--train-steps", args->steps, "Timed training steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--train-warmup", args->warmup, "Untimed warm-up steps before them")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--vlm", args->vlm,
                 "With --train: the NVILA-Lite-2B-shaped VLM (SigLIP 448 + 3x3 projector + LLM)");
   cmd->add_option("--tiles", args->tiles, "With --vlm: 448 tiles per sample")

@@ -3,8 +3,8 @@
 // Two kernels:
 //   preprocess  one warp per (row, head): Δ = Σ_d dout · out and lse · log2 e into the workspace as
 //               (batch, H, seq_pad) f32 (zeros past seq), and zeroes the dq / dk / dv rows.
-//   main        one block of 4 warps per (query head h, block of 64 keys, sequence). Warp w owns
-//               keys 16w .. 16w+15 of the block and keeps their dK, dV (16, kD) in fp32
+//   main        one block of 8 warps per (query head h, block of 128 keys, sequence). Warp w
+//               owns keys 16w .. 16w+15 of the block and keeps their dK, dV (16, kD) in fp32
 //               registers. The block loops over the query blocks of 64 rows that see its keys
 //               (causal: from the diagonal block on), Q, dO, lse, Δ double buffered with
 //               cp.async. Per query block each warp computes, transposed so that its keys are
@@ -12,14 +12,18 @@
 //                 Sᵀ = K Qᵀ,  Pᵀ = 2^(c·Sᵀ − lse·log2 e)  (0 above the causal diagonal),
 //                 dPᵀ = V dOᵀ,  dSᵀ = scale · Pᵀ ∘ (dPᵀ − Δ),
 //                 dV += Pᵀ dO,  dK += dSᵀ Q          (Pᵀ, dSᵀ rounded to bf16 as A operands),
-//               writes dSᵀ to shared memory and, after a barrier, warp w adds the rows
-//               16w .. 16w+15 of dQ = dS K (fp32) to global memory with atomics. At the end dK,
-//               dV are added (atomics: the query heads of a KV head share them) to dk, dv.
+//               writes dSᵀ to shared memory and, after a barrier, adds its share of
+//               dQ = dS K (fp32) to global memory with atomics: warp w takes the query rows
+//               16 (w % 4) .. +15 and the columns [0, kDqSplit) (w < 4) or [kDqSplit, kD).
+//               At the end dK, dV are added (atomics: the query heads of a KV head share them)
+//               to dk, dv. 128 keys per block rather than 64 halve the dQ atomics and the Q / dO
+//               tile loads per key (the dQ atomics dominated: ~22 GB per SigLIP-448 step).
 // Rows past seq read as zeros (their lse and Δ are 0, so they contribute nothing); keys past seq
 // are zeros in K and V and their dK / dV rows are not stored. Head dims are padded in shared
 // memory to kD ∈ {64, 80, 128}; global rows are never read or written past head_dim.
-// H100, T 2048, H 12 / Hkv 2, D 128 causal: 0.209 ms (154 TFLOP/s) vs 0.604 ms for the
-// materialised cuBLAS backward (tests/cuda/flash_backward_test.cpp, *Timing).
+// H100 (tests/cuda/flash_backward_test.cpp, *Timing*): T 2048, H 12 / Hkv 2, D 128 causal 0.202 ms
+// (160 TFLOP/s; 0.209 with 64-key blocks) vs 0.603 ms for the materialised cuBLAS backward;
+// SigLIP-448 (10 x T 1024, H 16, D 72, full) 0.740 ms (163 TFLOP/s; ~0.82 with 64-key blocks).
 #include <cmath>
 #include <string>
 
@@ -36,13 +40,15 @@ using flash::kMmaM;
 using flash::kMmaN;
 using flash::kSmemPad;
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kBlockN = kWarps * kMmaM;        // 64 keys per block, 16 per warp
+constexpr int kBlockN = kWarps * kMmaM;        // 128 keys per block, 16 per warp
 constexpr int kBlockM = 64;                    // query rows per step
+constexpr int kDqRowGroups = kBlockM / kMmaM;  // warps per dQ column group (16 rows each)
 constexpr int kStages = 2;                     // Q / dO / lse / Δ tiles in flight
 constexpr int kDsStride = kBlockM + kSmemPad;  // pitch of the dSᵀ tile (conflict-free ldmatrix)
-static_assert(kBlockM % kBlockN == 0, "the key blocks tile the padded sequence exactly");
+static_assert(kBlockN % kBlockM == 0, "a key block starts on a query block (causal m_begin)");
+static_assert(kWarps == 2 * kDqRowGroups, "two dQ column groups of kDqRowGroups warps");
 constexpr int kF32PerCopy = flash::kCopyBytes / 4;
 constexpr int kPreWarps = 8;  // rows per preprocess block
 constexpr int kMaxGridYZ = 65535;
@@ -133,21 +139,58 @@ __device__ __forceinline__ void atomic_add2(float* dst, float x, float y) {
 #endif
 }
 
+// The first column of the second dQ column group: half of kD rounded up to 16 (ldmatrix pairs).
+__host__ __device__ constexpr int dq_split(int d) {
+  return (d / 2 + 2 * kMmaN - 1) / (2 * kMmaN) * (2 * kMmaN);
+}
+
+// dQ rows q_row and q_row + 8, columns [kC0, kC1), += dS K over the block's kBlockN keys (fp32
+// atomics into dq_base (seq, ...) at row stride p.dq_stride): A = dS (16 queries x 16 keys per
+// step) loaded transposed from the dSᵀ tile at ds_warp, B = K (key, kD) loaded transposed.
+template <typename T, int kD, int kC0, int kC1>
+__device__ __forceinline__ void add_dq(const BwdParams& p, float* dq_base, const T* ds_warp,
+                                       const T* s_k, int a_off, int q_row, int quad_lane) {
+  constexpr int kStride = kD + kSmemPad;
+  constexpr int kCols = kC1 - kC0;
+  static_assert(kCols > 0 && kCols % (2 * kMmaN) == 0, "dQ columns in 16-column pairs");
+  float acc[kCols / kMmaN][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / kMmaK; ++kk) {
+    uint32_t a[4];
+    flash::ldmatrix_x4_trans(a, ds_warp + kk * kMmaK * kDsStride);
+#pragma unroll
+    for (int d = 0; d < kCols / (2 * kMmaN); ++d) {
+      uint32_t kb[4];
+      flash::ldmatrix_x4_trans(kb, s_k + kk * kMmaK * kStride + a_off + kC0 + d * 2 * kMmaN);
+      flash::mma_16816<T>(acc[2 * d], a, kb[0], kb[1]);
+      flash::mma_16816<T>(acc[2 * d + 1], a, kb[2], kb[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = q_row + 8 * r;
+    if (row >= p.seq) continue;
+    float* dst = dq_base + static_cast<int64_t>(row) * p.dq_stride + kC0;
+#pragma unroll
+    for (int n = 0; n < kCols / kMmaN; ++n) {
+      const int col = n * kMmaN + 2 * quad_lane;
+      if (kC0 + col < p.head_dim) atomic_add2(dst + col, acc[n][2 * r], acc[n][2 * r + 1]);
+    }
+  }
+}
+
 // Grid (n_head, key blocks, batch): key block 0 (the most query blocks when causal) of every head
 // first. Shared memory: K, V tiles (kBlockN, kD + kSmemPad); kStages x Q, dO tiles (kBlockM,
 // kD + kSmemPad); the dSᵀ tile (kBlockN, kDsStride); kStages x lse2, Δ (kBlockM) f32.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kThreads, 2) flash_bwd_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_kernel(const BwdParams p) {
   constexpr int kStride = kD + kSmemPad;
   constexpr int kKvTile = kBlockN * kStride;
   constexpr int kQTile = kBlockM * kStride;
-  constexpr int kKSteps = kD / kMmaK;             // reduction steps over the head dim
-  constexpr int kQTiles = kBlockM / kMmaN;        // 8-query column tiles of Sᵀ
-  constexpr int kQSteps = kBlockM / kMmaK;        // 16-query reduction steps of dV, dK
-  constexpr int kKeySteps = kBlockN / kMmaK;      // 16-key reduction steps of dQ
-  constexpr int kDTiles = kD / kMmaN;             // 8-column tiles of dK, dV
-  constexpr int kDqCols = kD > 80 ? kD / 2 : kD;  // dQ columns per pass (bounds registers)
-  static_assert(kDqCols % (2 * kMmaN) == 0 && kD % kDqCols == 0, "dQ passes of 16-column pairs");
+  constexpr int kKSteps = kD / kMmaK;       // reduction steps over the head dim
+  constexpr int kQTiles = kBlockM / kMmaN;  // 8-query column tiles of Sᵀ
+  constexpr int kQSteps = kBlockM / kMmaK;  // 16-query reduction steps of dV, dK
+  constexpr int kDTiles = kD / kMmaN;       // 8-column tiles of dK, dV
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s_k = reinterpret_cast<T*>(smem_raw);
   T* s_v = s_k + kKvTile;
@@ -301,36 +344,15 @@ __global__ void __launch_bounds__(kThreads, 2) flash_bwd_kernel(const BwdParams 
     }
     __syncthreads();  // every warp's dSᵀ is in shared memory
 
-    // dQ rows m0 + 16 warp .. +15 += dS K: A = dS (16 queries x 16 keys per step) loaded
-    // transposed from the dSᵀ tile, B = K (key, kD) loaded transposed.
-    const T* ds_warp = s_ds + warp * kMmaM + ds_off;
-    const int q_row = m0 + warp * kMmaM + quad;  // and + 8
-#pragma unroll
-    for (int c0 = 0; c0 < kD; c0 += kDqCols) {
-      float acc[kDqCols / kMmaN][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < kKeySteps; ++kk) {
-        uint32_t a[4];
-        flash::ldmatrix_x4_trans(a, ds_warp + kk * kMmaK * kDsStride);
-#pragma unroll
-        for (int d = 0; d < kDqCols / (2 * kMmaN); ++d) {
-          uint32_t kb[4];
-          flash::ldmatrix_x4_trans(kb, s_k + kk * kMmaK * kStride + a_off + c0 + d * 2 * kMmaN);
-          flash::mma_16816<T>(acc[2 * d], a, kb[0], kb[1]);
-          flash::mma_16816<T>(acc[2 * d + 1], a, kb[2], kb[3]);
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = q_row + 8 * r;
-        if (row >= p.seq) continue;
-        float* dst = p.dq + (row0 + row) * p.dq_stride + q_col + c0;
-#pragma unroll
-        for (int n = 0; n < kDqCols / kMmaN; ++n) {
-          const int col = n * kMmaN + 2 * quad_lane;
-          if (c0 + col < p.head_dim) atomic_add2(dst + col, acc[n][2 * r], acc[n][2 * r + 1]);
-        }
-      }
+    // dQ += dS K, split over the warps by query rows and columns (add_dq).
+    const int row_group = warp % kDqRowGroups;
+    const T* ds_warp = s_ds + row_group * kMmaM + ds_off;
+    const int q_row = m0 + row_group * kMmaM + quad;  // and + 8
+    float* dq_base = p.dq + row0 * p.dq_stride + q_col;
+    if (warp < kDqRowGroups) {
+      add_dq<T, kD, 0, dq_split(kD)>(p, dq_base, ds_warp, s_k, a_off, q_row, quad_lane);
+    } else {
+      add_dq<T, kD, dq_split(kD), kD>(p, dq_base, ds_warp, s_k, a_off, q_row, quad_lane);
     }
     flash::cp_async_wait<0>();
     __syncthreads();  // the next tiles landed; everyone is done with this stage and dSᵀ
@@ -379,7 +401,8 @@ Status launch_bwd(const BwdParams& p, int batch, cudaStream_t stream) {
   const auto kernel = flash_bwd_kernel<T, kD>;
   VILA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const dim3 grid(static_cast<unsigned>(p.n_head), static_cast<unsigned>(p.seq_pad / kBlockN),
+  const dim3 grid(static_cast<unsigned>(p.n_head),
+                  static_cast<unsigned>(ceil_div(p.seq_pad, kBlockN)),
                   static_cast<unsigned>(batch));
   kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
   VILA_CUDA_CHECK(cudaGetLastError());
