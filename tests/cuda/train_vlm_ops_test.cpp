@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +20,7 @@
 
 #ifdef VILA_WITH_CUDA
 #include "backend/cuda/memory.h"
+#include "backend/cuda/train_ops.h"
 #include "backend/cuda/train_vlm_ops.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -415,12 +415,13 @@ TEST(TrainVlmOpsTest, BadArgumentsAreInvalid) {
   EXPECT_TRUE(invalid(cuda::train_splice_rows(&f, &f, nullptr, 2, 3, nullptr)));
 }
 
-// Times the big shapes of a SigLIP-so400m step (35,000 tokens x 1152, MLP 4304) on one stream.
+// Times the big shapes of one NVILA-Lite-2B step's SigLIP-so400m tower on one stream (cudaEvents):
+// 10 tiles x 1024 patches = 10240 rows of 1152, MLP 4304; the projector's LayerNorm (2560, 4608).
 TEST(TrainVlmOpsTest, Timing) {
   VILA_SKIP_WITHOUT_GPU();
-  using Clock = std::chrono::steady_clock;
-  constexpr int64_t kRows = 35000, kCols = 1152, kMlp = 4304;
-  constexpr int kIters = 10;
+  constexpr int64_t kRows = 10240, kCols = 1152, kMlp = 4304;
+  constexpr int64_t kProjRows = kRows / 4, kProjCols = kCols * 4;  // 2x2 spatial-to-channel
+  constexpr int kIters = 20;
   auto stream = cuda::Stream::create();
   ASSERT_TRUE(stream.ok());
   void* st = stream->handle();
@@ -428,17 +429,15 @@ TEST(TrainVlmOpsTest, Timing) {
   auto f1 = cuda::DeviceBuffer::create(n_act * 4), f2 = cuda::DeviceBuffer::create(n_act * 4),
        f3 = cuda::DeviceBuffer::create(n_act * 4), h1 = cuda::DeviceBuffer::create(n_mlp * 2),
        h2 = cuda::DeviceBuffer::create(n_mlp * 2), h3 = cuda::DeviceBuffer::create(n_mlp * 2),
-       vec = cuda::DeviceBuffer::create(kRows * 4 * 4 + kCols * 4 * 4);
+       vec = cuda::DeviceBuffer::create(kRows * 4 * 4 + kProjCols * 4 * 4);
   ASSERT_TRUE(f1.ok() && f2.ok() && f3.ok() && h1.ok() && h2.ok() && h3.ok() && vec.ok());
-  for (const auto* b : {&*f1, &*f2, &*f3, &*vec}) {
+  for (const auto* b : {&*f1, &*f2, &*f3, &*vec, &*h1, &*h2, &*h3}) {
     ASSERT_TRUE(cuda::memset_device(b->data(), 0, b->bytes(), nullptr).ok());
   }
-  for (const auto* b : {&*h1, &*h2, &*h3}) {
-    ASSERT_TRUE(cuda::memset_device(b->data(), 0, b->bytes(), nullptr).ok());
-  }
-  float* stats = vec->as<float>();  // mean (R), rstd (R), w (C), b (C), dw (C), db (C)
-  float *mean = stats, *rstd = stats + kRows, *w = stats + 2 * kRows, *b = w + kCols,
-        *dw = b + kCols, *db = dw + kCols;
+  float* stats = vec->as<float>();  // mean (R), rstd (R), w (C'), b (C'), dw (C'), db (C')
+  float *mean = stats, *rstd = stats + kRows, *w = stats + 2 * kRows, *b = w + kProjCols,
+        *dw = b + kProjCols, *db = dw + kProjCols;
+  float *x = f1->as<float>(), *dy = f2->as<float>(), *dx = f3->as<float>();
   struct Op {
     const char* name;
     double bytes;  // moved per call (the minimum)
@@ -447,40 +446,44 @@ TEST(TrainVlmOpsTest, Timing) {
   const std::vector<Op> ops = {
       {"layer_norm_forward", n_act * 6.0,
        [&] {
-         return cuda::train_layer_norm_forward(h1->data(), mean, rstd, f1->as<float>(), w, b, kRows,
-                                               kCols, 1e-6f, st);
+         return cuda::train_layer_norm_forward(h1->data(), mean, rstd, x, w, b, kRows, kCols, 1e-6f,
+                                               st);
        }},
-      {"layer_norm_backward", n_act * 12.0,
+      {"layer_norm_backward acc", n_act * 16.0,
        [&] {
-         return cuda::train_layer_norm_backward(f3->as<float>(), dw, db, f2->as<float>(),
-                                                f1->as<float>(), w, mean, rstd, kRows, kCols, false,
-                                                st);
+         return cuda::train_layer_norm_backward(dx, dw, db, dy, x, w, mean, rstd, kRows, kCols,
+                                                /*accumulate=*/true, st);
+       }},
+      {"layer_norm_backward 4608", n_act * 12.0,
+       [&] {
+         return cuda::train_layer_norm_backward(dx, dw, db, dy, x, w, mean, rstd, kProjRows,
+                                                kProjCols, false, st);
        }},
       {"gelu_forward (R x 4304)", n_mlp * 4.0,
        [&] {
          return cuda::train_gelu_forward(h2->data(), h1->data(), n_mlp, cuda::TrainGelu::kTanh, st);
        }},
-      {"gelu_backward (R x 4304)", n_mlp * 6.0,
+      {"gelu_backward in place", n_mlp * 6.0,
        [&] {
-         return cuda::train_gelu_backward(h3->data(), h2->data(), h1->data(), n_mlp,
+         return cuda::train_gelu_backward(h3->data(), h3->data(), h1->data(), n_mlp,
                                           cuda::TrainGelu::kTanh, st);
        }},
-      {"column_sum_add_f32", n_act * 4.0,
-       [&] { return cuda::train_column_sum_add_f32(db, f2->as<float>(), kRows, kCols, st); }},
+      {"column_sum_add bf16 4304", n_mlp * 2.0,
+       [&] { return cuda::train_column_sum_add(db, h1->data(), kRows, kMlp, st); }},
+      {"column_sum_add bf16 1152", n_act * 2.0,
+       [&] { return cuda::train_column_sum_add(db, h1->data(), kRows, kCols, st); }},
+      {"column_sum_add_f32 1152", n_act * 4.0,
+       [&] { return cuda::train_column_sum_add_f32(db, dy, kRows, kCols, st); }},
+      {"f32_to_bf16 (R x 1152)", n_act * 6.0,
+       [&] { return cuda::train_f32_to_bf16(h1->data(), x, n_act, st); }},
+      {"bf16_to_f32 (R x 1152)", n_act * 6.0,
+       [&] { return cuda::train_bf16_to_f32(dx, h1->data(), n_act, st); }},
       {"space_to_channel k2", n_act * 8.0,
-       [&] {
-         return cuda::train_space_to_channel(f3->as<float>(), f1->as<float>(), kRows / 1024, 32,
-                                             kCols, 2, st);
-       }},
+       [&] { return cuda::train_space_to_channel(dx, x, kRows / 1024, 32, kCols, 2, st); }},
   };
   for (const Op& op : ops) {
-    ASSERT_TRUE(op.run().ok()) << op.name;  // warm-up
-    ASSERT_TRUE(stream->synchronize().ok());
-    const auto t0 = Clock::now();
-    for (int i = 0; i < kIters; ++i) ASSERT_TRUE(op.run().ok());
-    ASSERT_TRUE(stream->synchronize().ok());
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / kIters;
-    std::printf("[ vlmops ] %-26s %8.3f ms  %7.0f GB/s\n", op.name, ms, op.bytes / ms * 1e-6);
+    const double ms = testing::time_ms(static_cast<cudaStream_t>(st), kIters, op.run);
+    std::printf("[ vlmops ] %-26s %8.4f ms  %7.0f GB/s\n", op.name, ms, op.bytes / ms * 1e-6);
   }
 }
 

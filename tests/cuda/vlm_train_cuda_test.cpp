@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -239,6 +240,142 @@ TEST(VlmCudaTest, ProjectorTypesMatchCpu) {
     std::printf("%s: loss cpu %.6f cuda %.6f, worst gradient error %.3g\n", type, rc->loss,
                 rg->loss, worst);
   }
+}
+
+// A packed batch of two samples on the tiny preset: with one image each (media rows 2 .. 2+Ti of
+// every sample), or text only; ids, targets and pixels from `seed`.
+PackedBatch tiny_batch(const VlmConfig& config, uint32_t seed, bool images) {
+  PackedBatch b;
+  const int64_t ti = config.tokens_per_image(), T = 2 * (ti + 6);
+  std::mt19937 rng(seed);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t s = t / (T / 2), j = t % (T / 2);
+    b.ids.push_back(static_cast<int32_t>(rng() % config.llm.vocab));
+    b.segments.push_back(static_cast<int32_t>(s));
+    if (images && j >= 2 && j < 2 + ti) b.media_rows.push_back(t);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const bool last = t + 1 == T || b.segments[t + 1] != b.segments[t];
+    b.targets.push_back(last || t % 3 == 0 ? -100 : b.ids[t + 1]);
+  }
+  b.samples = 2;
+  if (!images) return b;
+  b.image_count = 2;
+  b.image_size = config.vision.image_size;
+  b.tokens_per_image = ti;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  b.pixels.resize(static_cast<size_t>(2 * config.vision.channels * b.image_size * b.image_size));
+  for (float& x : b.pixels) x = nd(rng);
+  return b;
+}
+
+// Every gradient of `store`'s trainable parameters, by full name, from the device.
+std::map<std::string, std::vector<float>> all_grads(CudaVlmModel& model, const ParamStore& store) {
+  std::map<std::string, std::vector<float>> out;
+  for (const Param* p : store.all()) {
+    auto g = model.params().download_grad(p->full_name());
+    EXPECT_TRUE(g.ok()) << g.status().message();
+    if (g.ok()) out[p->full_name()] = std::move(*g);
+  }
+  return out;
+}
+
+// Lazy gradient zeroing: a step that does not reach the tower and the projector (text only) after
+// one that did reads their gradients as exactly 0, on the host and in the device norm.
+TEST(VlmCudaTest, UnreachedGradientReadsZero) {
+  VILA_SKIP_WITHOUT_GPU();
+  auto config = vlm_preset("tiny");
+  ASSERT_TRUE(config.ok());
+  ParamStore store;
+  auto cpu = VlmModel::create(*config, store);
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  (*cpu)->init(5, 0.2f);
+  auto gpu = CudaVlmModel::create(*config, store);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  DeviceParams& P = (*gpu)->params();
+  const std::string tower_w = "vision_tower/vision_model.encoder.layers.0.mlp.fc1.weight";
+  ASSERT_TRUE(P.zero_grads().ok());
+  ASSERT_TRUE((*gpu)->forward_backward(tiny_batch(*config, 3, true), {}).ok());
+  auto reached = P.download_grad(tower_w);
+  ASSERT_TRUE(reached.ok());
+  double reached_max = 0;
+  for (float x : *reached) reached_max = std::max(reached_max, std::abs(static_cast<double>(x)));
+  ASSERT_GT(reached_max, 0.0) << "the image batch reaches " << tower_w;
+  ASSERT_TRUE(P.zero_grads().ok());
+  const PackedBatch text = tiny_batch(*config, 4, false);
+  ASSERT_TRUE((*gpu)->forward_backward(text, {}).ok());
+  auto norm = P.grad_norm();  // zeroes the unreached entries on the device
+  ASSERT_TRUE(norm.ok()) << norm.status().message();
+  double sumsq = 0;
+  int zero_tensors = 0;
+  for (const auto& [name, g] : all_grads(**gpu, store)) {
+    const bool unreached =
+        name.rfind("vision_tower/", 0) == 0 || name.rfind("mm_projector/", 0) == 0;
+    for (float x : g) {
+      if (unreached) ASSERT_EQ(x, 0.0f) << name;
+      sumsq += static_cast<double>(x) * x;
+    }
+    zero_tensors += unreached ? 1 : 0;
+  }
+  EXPECT_GT(zero_tensors, 10);
+  EXPECT_NEAR(*norm, std::sqrt(sumsq), 1e-6 * std::sqrt(sumsq));
+  // The same as a fresh model's norm on the text batch alone.
+  auto fresh = CudaVlmModel::create(*config, store);
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_TRUE((*fresh)->forward_backward(text, {}).ok());
+  auto fresh_norm = (*fresh)->params().grad_norm();
+  ASSERT_TRUE(fresh_norm.ok());
+  EXPECT_NEAR(*norm, *fresh_norm, 1e-5 * *fresh_norm);
+  std::printf("text-only step after an image step: grad norm %.6g (fresh model %.6g)\n", *norm,
+              *fresh_norm);
+}
+
+// Gradient accumulation: two micro-batches without zero_grads() between them give the sum of
+// their single-batch gradients (the second one's GEMMs run with beta 1).
+TEST(VlmCudaTest, MicroBatchesAccumulate) {
+  VILA_SKIP_WITHOUT_GPU();
+  auto config = vlm_preset("tiny");
+  ASSERT_TRUE(config.ok());
+  ParamStore store;
+  auto cpu = VlmModel::create(*config, store);
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  (*cpu)->init(6, 0.2f);
+  auto gpu = CudaVlmModel::create(*config, store);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  DeviceParams& P = (*gpu)->params();
+  const PackedBatch b1 = tiny_batch(*config, 11, true);
+  const PackedBatch b2 = tiny_batch(*config, 12, true);
+  ASSERT_TRUE(P.zero_grads().ok());
+  ASSERT_TRUE((*gpu)->forward_backward(b1, {}).ok());
+  const auto g1 = all_grads(**gpu, store);
+  ASSERT_TRUE(P.zero_grads().ok());
+  ASSERT_TRUE((*gpu)->forward_backward(b2, {}).ok());
+  const auto g2 = all_grads(**gpu, store);
+  ASSERT_TRUE(P.zero_grads().ok());
+  ASSERT_TRUE((*gpu)->forward_backward(b1, {}).ok());
+  ASSERT_TRUE((*gpu)->forward_backward(b2, {}).ok());
+  const auto g12 = all_grads(**gpu, store);
+  double worst = 0;
+  int checked = 0;
+  for (const auto& [name, g] : g12) {
+    std::vector<float> sum(g.size());
+    double ref = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      sum[i] = g1.at(name)[i] + g2.at(name)[i];
+      ref = std::max(ref, std::abs(static_cast<double>(sum[i])));
+    }
+    if (ref == 0) {
+      for (float x : g) ASSERT_EQ(x, 0.0f) << name;
+      continue;
+    }
+    const double e = rel_l2(g, sum);
+    EXPECT_LE(e, 1e-5) << name;  // fp32 rounding (and fp32 atomics' order)
+    worst = std::max(worst, e);
+    ++checked;
+  }
+  EXPECT_GT(checked, 20);
+  std::printf("two micro-batches vs the sum of single ones: worst relative L2 %.3g, %d tensors\n",
+              worst, checked);
 }
 
 using fixture::have_fashion;

@@ -51,9 +51,11 @@ struct PlanKey {
   int64_t rows, n, k, in_stride, out_stride;
   int weight_dtype, out_dtype;
   bool bias, gelu, accumulate;
+  bool bias16;    // the bias is of the weight dtype (DeviceLinearWeight::bias16)
+  bool gelu_aux;  // the pre-activation is written too (LinearArgs::gelu_aux)
   auto tie() const {
     return std::tie(rows, n, k, in_stride, out_stride, weight_dtype, out_dtype, bias, gelu,
-                    accumulate);
+                    accumulate, bias16, gelu_aux);
   }
   bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
 };
@@ -83,14 +85,24 @@ Status build_plan(Blas& blas, const PlanKey& key, Plan& plan) {
   VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
                                                    sizeof(trans_b)));
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-  if (key.bias) epilogue = key.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
-  if (!key.bias && key.gelu) epilogue = CUBLASLT_EPILOGUE_GELU;
+  if (key.gelu_aux) {
+    epilogue = key.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  } else if (key.bias) {
+    epilogue = key.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  } else if (key.gelu) {
+    epilogue = CUBLASLT_EPILOGUE_GELU;
+  }
   if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                      &epilogue, sizeof(epilogue)));
   }
+  if (key.gelu_aux) {  // compact (rows, N): column-major ld N
+    const int64_t aux_ld = key.n;
+    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                     &aux_ld, sizeof(aux_ld)));
+  }
   if (key.bias) {
-    const cudaDataType_t bias_type = CUDA_R_32F;
+    const cudaDataType_t bias_type = key.bias16 ? ab_type : CUDA_R_32F;
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                      &bias_type, sizeof(bias_type)));
   }
@@ -208,9 +220,18 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
                             std::to_string(in_stride) + " < K " + std::to_string(k) + ", or out " +
                             std::to_string(out_stride) + " < N " + std::to_string(n) + ")");
   }
+  if (args.gelu_aux != nullptr && (!args.gelu_tanh || n % 8 != 0)) {
+    return invalid_argument("linear: gelu_aux needs gelu_tanh and N (" + std::to_string(n) +
+                            ") a multiple of 8");
+  }
   if (rows == 0) return ok_status();
-  if (w.bias != nullptr && args.out_dtype != DType::kF32) {
-    // cuBLASLt's BIAS epilogue wants a bias of the output type for 16-bit outputs; ours is fp32.
+  // A 16-bit output takes a bias of its own type in cuBLASLt's epilogue; an fp32-only bias goes
+  // through the scratch path.
+  const bool bias16 = w.bias != nullptr && args.out_dtype != DType::kF32 && w.bias16 != nullptr;
+  if (w.bias != nullptr && args.out_dtype != DType::kF32 && !bias16) {
+    if (args.gelu_aux != nullptr) {
+      return unimplemented("linear: gelu_aux with an fp32 bias and a 16-bit output (set bias16)");
+    }
     return linear_bias_half(blas, args, w, in_stride, out_stride, stream);
   }
 
@@ -223,17 +244,29 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
                     static_cast<int>(args.out_dtype),
                     w.bias != nullptr,
                     args.gelu_tanh,
-                    args.accumulate};
+                    args.accumulate,
+                    bias16,
+                    args.gelu_aux != nullptr};
   auto& slot = blas.plans().plans[key];
-  if (slot == nullptr) {
+  const bool new_plan = slot == nullptr;
+  if (new_plan) {
     auto plan = std::make_unique<Plan>();
     VILA_RETURN_IF_ERROR(build_plan(blas, key, *plan));
     slot = std::move(plan);
   }
   Plan& plan = *slot;
   if (w.bias != nullptr) {
+    const void* bias = bias16 ? w.bias16 : w.bias;
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                     &w.bias, sizeof(w.bias)));
+                                                     &bias, sizeof(bias)));
+  }
+  if (args.gelu_aux != nullptr) {
+    VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &args.gelu_aux, sizeof(args.gelu_aux)));
+  }
+  if (new_plan && blas.autotune() && !args.accumulate) {
+    const LtTuneCall call{w.weight, args.in, args.out, 1.0f, static_cast<cudaStream_t>(stream)};
+    VILA_RETURN_IF_ERROR(tune_algorithm(blas, plan, nullptr, call));
   }
   const float alpha = 1.0f, beta = args.accumulate ? 1.0f : 0.0f;
   VILA_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas.handle()), plan.op, &alpha,

@@ -33,6 +33,11 @@ class Blas {
   void* workspace() const { return workspace_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
   size_t cached_plans() const;
+  // When on, a GEMM shape's first beta = 0 call times cuBLASLt's leading heuristic candidates on
+  // its operands and keeps the fastest (cublaslt_plan.cuh); off (the default): the first answer.
+  // The training engine turns it on; the plans made before keep their algorithm.
+  void set_autotune(bool on) { autotune_ = on; }
+  bool autotune() const { return autotune_; }
   // Device bytes of the epilogue scratch (0 until a bias with a 16-bit output first runs).
   size_t scratch_bytes() const { return scratch_bytes_; }
   // The scratch, grown (cudaMalloc, after a device sync of the old one's users) to >= bytes.
@@ -48,6 +53,7 @@ class Blas {
   size_t workspace_bytes_ = 0;
   void* scratch_ = nullptr;  // device memory of the 16-bit-output bias path
   size_t scratch_bytes_ = 0;
+  bool autotune_ = false;
   std::unique_ptr<PlanCache> plans_;
 };
 
@@ -58,6 +64,10 @@ struct DeviceLinearWeight {
   DType dtype = DType::kF32;     // kF32, kBF16 or kF16
   int64_t out_features = 0;      // N
   int64_t in_features = 0;       // K
+  // (N) of dtype (bf16 / f16) or nullptr: the bias rounded to the weight dtype, which cuBLASLt's
+  // own BIAS epilogue takes for a 16-bit output (as PyTorch's autocast adds a bf16 bias); with it
+  // a 16-bit output skips the fp32 scratch path. bias must be set too (the fp32 outputs use it).
+  const void* bias16 = nullptr;
 };
 
 // out (rows, N) fp32; in (rows, K) of w.dtype (fp32 or bf16); device pointers, 16-byte aligned.
@@ -82,6 +92,10 @@ struct LinearArgs {
   int64_t rows = 0;
   bool accumulate = false;
   bool gelu_tanh = false;
+  // With gelu_tanh: also the pre-activation (rows, N) of out_dtype, compact, written here by the
+  // GEMM (cuBLASLt's GELU_AUX epilogue; N a multiple of 8) for the backward. Not with the fp32
+  // scratch path (a 16-bit output with an fp32-only bias).
+  void* gelu_aux = nullptr;
 };
 Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream);
 

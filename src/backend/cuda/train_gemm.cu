@@ -38,6 +38,9 @@ struct Key {
 
 using Plan = LtPlan;
 
+// cuBLASLt's A is our B and its B our A.
+LtAlignment lt_alignment(const Key& key) { return {key.align_b, key.align_a, key.align_c}; }
+
 Status make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols,
                    int64_t ld, int batch, int64_t stride) {
   VILA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
@@ -71,8 +74,7 @@ Status build(Blas& blas, const Key& key, Plan& plan) {
   VILA_RETURN_IF_ERROR(
       make_layout(&plan.b, CUDA_R_16BF, b_rows, b_cols, key.lda, key.batch, key.sa));
   VILA_RETURN_IF_ERROR(make_layout(&plan.d, c_type, key.n, key.m, key.ldc, key.batch, key.sc));
-  // cuBLASLt's A is our B and its B our A.
-  const LtAlignment alignment{key.align_b, key.align_a, key.align_c};
+  const LtAlignment alignment = lt_alignment(key);
   return choose_algorithm(blas, plan, &alignment, "train gemm", key.m, key.n, key.k);
 }
 
@@ -124,6 +126,11 @@ Status TrainGemm::gemm(const GemmArgs& g, void* stream) {
   if (slot == nullptr) {
     auto plan = std::make_unique<Plan>();
     VILA_RETURN_IF_ERROR(build(blas_, key, *plan));
+    if (blas_.autotune() && g.beta == 0.0f) {
+      const LtAlignment alignment = lt_alignment(key);
+      const LtTuneCall call{g.b, g.a, g.c, g.alpha, static_cast<cudaStream_t>(stream)};
+      VILA_RETURN_IF_ERROR(tune_algorithm(blas_, *plan, &alignment, call));
+    }
     slot = std::move(plan);
   }
   Plan& plan = *slot;

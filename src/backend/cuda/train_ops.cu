@@ -1,6 +1,9 @@
 // Kernels of the Qwen2 training step (train_ops.h): RMSNorm, RoPE + q/k/v split, SwiGLU, causal
-// softmax and its backward, embedding, conversions. bf16 activations, fp32 math.
+// softmax and its backward, embedding, conversions. bf16 activations, fp32 math. The q/k/v split /
+// merge and the conversions move 4 elements per access (16-byte f32, 8-byte bf16) when the head
+// size and pointers allow, with 32-bit index math; a scalar instance covers the rest.
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -16,6 +19,8 @@ constexpr int kWarp = 32;
 constexpr int kNormRowsPerBlock = 4;    // rows per block of the RMSNorm backward (dw partial sums)
 constexpr int64_t kMaxNormCols = 8192;  // dw partials live in shared memory
 constexpr int kMaxGridX = 65535;
+constexpr int kPairVec = 4;  // q/k/v kernels and conversions: elements per vector access
+constexpr int64_t kMaxUnits = int64_t{1} << 30;  // q/k/v threads per launch (32-bit indices)
 
 // Sum of v over the block (blockDim.x a multiple of 32, <= 1024); every thread gets it.
 __device__ float block_sum(float v, float* shared) {
@@ -63,7 +68,8 @@ __global__ void rms_forward_kernel(bf16* __restrict__ y, float* __restrict__ rst
 __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ dw,
                                     const float* __restrict__ dy, const float* __restrict__ x,
                                     const float* __restrict__ w, const float* __restrict__ rstd,
-                                    int64_t rows, int64_t cols, bool accumulate) {
+                                    int64_t rows, int64_t cols, bool accumulate,
+                                    bf16* __restrict__ dx16) {
   extern __shared__ float dw_part[];  // (cols)
   __shared__ float red[kWarp];
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dw_part[c] = 0.0f;
@@ -79,7 +85,9 @@ __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ 
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
       const float g = r * (dyr[c] * w[c] - xr[c] * r * r * dot);
       float* d = dx + row * cols + c;
-      *d = accumulate ? *d + g : g;
+      const float out = accumulate ? *d + g : g;
+      *d = out;
+      if (dx16 != nullptr) dx16[row * cols + c] = __float2bfloat16_rn(out);
       dw_part[c] += dyr[c] * xr[c] * r;
     }
   }
@@ -88,80 +96,130 @@ __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ 
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) atomicAdd(dw + c, dw_part[c]);
 }
 
-// One thread per (row, head, i < D/2) of the H + 2 Hkv heads of qkv.
-__global__ void qkv_rope_split_kernel(bf16* __restrict__ q, bf16* __restrict__ k,
-                                      bf16* __restrict__ v, const float* __restrict__ qkv,
-                                      const float* __restrict__ cos, const float* __restrict__ sin,
-                                      int64_t rows, int64_t seq, int heads, int kv_heads, int d) {
-  const int half = d / 2, all_heads = heads + 2 * kv_heads;
-  const int64_t total = rows * all_heads * half;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(idx % half);
-    const int h = static_cast<int>((idx / half) % all_heads);
-    const int64_t row = idx / (static_cast<int64_t>(half) * all_heads);
-    const float* src = qkv + (row * all_heads + h) * d;
-    const float x1 = src[i], x2 = src[i + half];
-    float y1 = x1, y2 = x2;
-    if (cos != nullptr && h < heads + kv_heads) {  // q and k heads rotate (null: no RoPE)
-      const int64_t t = (row % seq) * half + i;
-      const float c = cos[t], s = sin[t];
-      y1 = x1 * c - x2 * s;
-      y2 = x2 * c + x1 * s;
-    }
-    bf16* dst;
-    if (h < heads) {
-      dst = q + (row * heads + h) * d;
-    } else if (h < heads + kv_heads) {
-      dst = k + (row * kv_heads + (h - heads)) * d;
-    } else {
-      dst = v + (row * kv_heads + (h - heads - kv_heads)) * d;
-    }
-    dst[i] = __float2bfloat16_rn(y1);
-    dst[i + half] = __float2bfloat16_rn(y2);
+// V floats at p (16-byte aligned when V = 4) / V bf16 at p (8-byte aligned when V = 4).
+template <int V>
+__device__ __forceinline__ void load_f32(float (&v)[V], const float* p) {
+  if constexpr (V == kPairVec) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = p[j];
   }
 }
 
-// One thread per (row, output head, i < D/2) of dqkv.
+template <int V>
+__device__ __forceinline__ void store_bf16(bf16* p, const float (&v)[V]) {
+  if constexpr (V == kPairVec) {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]),
+                         hi = __floats2bfloat162_rn(v[2], v[3]);
+    *reinterpret_cast<uint2*>(p) = make_uint2(*reinterpret_cast<const uint32_t*>(&lo),
+                                              *reinterpret_cast<const uint32_t*>(&hi));
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) p[j] = __float2bfloat16_rn(v[j]);
+  }
+}
+
+// One thread per (row, head, V consecutive i < D/2) of the H + 2 Hkv heads of qkv: 32-bit index
+// math (the launcher splits the rows so that rows · units < 2³¹). Rows sit at positions
+// (pos0 + row) % seq. V = kPairVec: 16-byte loads, 8-byte stores; V = 1: any D, any alignment.
+template <int V>
+__global__ void qkv_rope_split_kernel(bf16* __restrict__ q, bf16* __restrict__ k,
+                                      bf16* __restrict__ v, const float* __restrict__ qkv,
+                                      const float* __restrict__ cos, const float* __restrict__ sin,
+                                      int rows, int64_t pos0, int64_t seq, int heads, int kv_heads,
+                                      int d) {
+  const int half = d / 2, head_units = half / V, all_heads = heads + 2 * kv_heads;
+  const int row_units = all_heads * head_units, total = rows * row_units;
+  for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+       idx += gridDim.x * blockDim.x) {
+    const int row = idx / row_units, rest = idx - row * row_units;
+    const int h = rest / head_units, i = (rest - h * head_units) * V;
+    const float* src = qkv + (static_cast<int64_t>(row) * all_heads + h) * d + i;
+    float y1[V], y2[V];
+    load_f32(y1, src);
+    load_f32(y2, src + half);
+    if (cos != nullptr && h < heads + kv_heads) {  // q and k heads rotate (null: no RoPE)
+      const int64_t t = ((pos0 + row) % seq) * half + i;
+      float c[V], s[V];
+      load_f32(c, cos + t);
+      load_f32(s, sin + t);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float x1 = y1[j], x2 = y2[j];
+        y1[j] = x1 * c[j] - x2 * s[j];
+        y2[j] = x2 * c[j] + x1 * s[j];
+      }
+    }
+    bf16* dst;
+    if (h < heads) {
+      dst = q + (static_cast<int64_t>(row) * heads + h) * d;
+    } else if (h < heads + kv_heads) {
+      dst = k + (static_cast<int64_t>(row) * kv_heads + (h - heads)) * d;
+    } else {
+      dst = v + (static_cast<int64_t>(row) * kv_heads + (h - heads - kv_heads)) * d;
+    }
+    store_bf16(dst + i, y1);
+    store_bf16(dst + i + half, y2);
+  }
+}
+
+// One thread per (row, output head, V consecutive i < D/2) of dqkv, as in the split; cos, sin
+// start at the chunk's first row.
+template <int V>
 __global__ void qkv_grad_merge_kernel(bf16* __restrict__ dqkv, const float* __restrict__ dq,
                                       const float* __restrict__ dk, const float* __restrict__ dv,
                                       const float* __restrict__ cos, const float* __restrict__ sin,
-                                      int64_t seq, int heads, int kv_heads, int d, bool kv_summed) {
-  const int half = d / 2, all_heads = heads + 2 * kv_heads;
+                                      int rows, int heads, int kv_heads, int d, bool kv_summed) {
+  const int half = d / 2, head_units = half / V, all_heads = heads + 2 * kv_heads;
+  const int row_units = all_heads * head_units, total = rows * row_units;
   // dk / dv rows: per query head (group of H / Hkv summed here), or already summed per KV head.
   const int group = kv_summed ? 1 : heads / kv_heads, kv_row_heads = kv_summed ? kv_heads : heads;
-  const int64_t total = seq * all_heads * half;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(idx % half);
-    const int h = static_cast<int>((idx / half) % all_heads);
-    const int64_t row = idx / (static_cast<int64_t>(half) * all_heads);
-    float g1 = 0.0f, g2 = 0.0f;
+  for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+       idx += gridDim.x * blockDim.x) {
+    const int row = idx / row_units, rest = idx - row * row_units;
+    const int h = rest / head_units, i = (rest - h * head_units) * V;
+    float g1[V], g2[V];
     bool rotate = true;
     if (h < heads) {
-      const float* src = dq + (row * heads + h) * d;
-      g1 = src[i];
-      g2 = src[i + half];
+      const float* src = dq + (static_cast<int64_t>(row) * heads + h) * d + i;
+      load_f32(g1, src);
+      load_f32(g2, src + half);
     } else {
       const int kvh = h < heads + kv_heads ? h - heads : h - heads - kv_heads;
       const float* base = h < heads + kv_heads ? dk : dv;
       rotate = h < heads + kv_heads;
-      for (int j = 0; j < group; ++j) {
-        const float* src = base + (row * kv_row_heads + kvh * group + j) * d;
-        g1 += src[i];
-        g2 += src[i + half];
+#pragma unroll
+      for (int j = 0; j < V; ++j) g1[j] = g2[j] = 0.0f;
+      for (int m = 0; m < group; ++m) {
+        const float* src =
+            base + (static_cast<int64_t>(row) * kv_row_heads + kvh * group + m) * d + i;
+        float a[V], b[V];
+        load_f32(a, src);
+        load_f32(b, src + half);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          g1[j] += a[j];
+          g2[j] += b[j];
+        }
       }
     }
-    float x1 = g1, x2 = g2;
     if (rotate && cos != nullptr) {  // null: no RoPE
-      const int64_t t = row * half + i;
-      const float c = cos[t], s = sin[t];
-      x1 = g1 * c + g2 * s;
-      x2 = g2 * c - g1 * s;
+      const int64_t t = static_cast<int64_t>(row) * half + i;
+      float c[V], s[V];
+      load_f32(c, cos + t);
+      load_f32(s, sin + t);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float x1 = g1[j], x2 = g2[j];
+        g1[j] = x1 * c[j] + x2 * s[j];
+        g2[j] = x2 * c[j] - x1 * s[j];
+      }
     }
-    bf16* dst = dqkv + (row * all_heads + h) * d;
-    dst[i] = __float2bfloat16_rn(x1);
-    dst[i + half] = __float2bfloat16_rn(x2);
+    bf16* dst = dqkv + (static_cast<int64_t>(row) * all_heads + h) * d + i;
+    store_bf16(dst, g1);
+    store_bf16(dst + half, g2);
   }
 }
 
@@ -278,20 +336,33 @@ __global__ void silu_mul_backward_kernel(bf16* __restrict__ dgu, const bf16* __r
   }
 }
 
-__global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in,
-                                   int64_t n) {
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[idx] = __float2bfloat16_rn(in[idx]);
+// vec: both pointers aligned for 4-element vectors (16-byte f32, 8-byte bf16); elements below
+// n - n % 4 go four at a time, the tail (or, without vec, everything) one per thread.
+__global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, int64_t n,
+                                   bool vec) {
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t n4 = vec ? n / kPairVec * kPairVec : 0;
+  for (int64_t i = first * kPairVec; i < n4; i += stride * kPairVec) {
+    float v[kPairVec];
+    load_f32(v, in + i);
+    store_bf16(out + i, v);
   }
+  for (int64_t i = n4 + first; i < n; i += stride) out[i] = __float2bfloat16_rn(in[i]);
 }
 
-__global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf16* __restrict__ in,
-                                   int64_t n) {
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[idx] = __bfloat162float(in[idx]);
+__global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf16* __restrict__ in, int64_t n,
+                                   bool vec) {
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t n4 = vec ? n / kPairVec * kPairVec : 0;
+  for (int64_t i = first * kPairVec; i < n4; i += stride * kPairVec) {
+    const uint2 u = *reinterpret_cast<const uint2*>(in + i);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+    *reinterpret_cast<float4*>(out + i) = make_float4(lo.x, lo.y, hi.x, hi.y);
   }
+  for (int64_t i = n4 + first; i < n; i += stride) out[i] = __bfloat162float(in[i]);
 }
 
 __global__ void embedding_forward_kernel(float* __restrict__ x, const float* __restrict__ table,
@@ -344,6 +415,9 @@ unsigned grid_for(int64_t total) {
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
+// Null counts as aligned (an absent operand).
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 Status check_qkv(const QkvShape& s, const char* op) {
   if (s.rows <= 0 || s.seq <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
       s.head_dim % 2 != 0 || s.heads % s.kv_heads != 0) {
@@ -371,7 +445,7 @@ Status train_rms_norm_forward(void* y, float* rstd, const float* x, const float*
 
 Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
                                const float* w, const float* rstd, int64_t rows, int64_t cols,
-                               bool accumulate, void* stream) {
+                               bool accumulate, void* stream, void* dx16) {
   if (rows <= 0 || cols <= 0 || cols > kMaxNormCols) {
     return invalid_argument("train_rms_norm_backward: bad shape " + std::to_string(rows) + " x " +
                             std::to_string(cols) + " (cols <= " + std::to_string(kMaxNormCols) +
@@ -384,8 +458,8 @@ Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const floa
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(shared)));
   }
-  rms_backward_kernel<<<blocks, kThreads, shared, as_stream(stream)>>>(dx, dw, dy, x, w, rstd, rows,
-                                                                       cols, accumulate);
+  rms_backward_kernel<<<blocks, kThreads, shared, as_stream(stream)>>>(
+      dx, dw, dy, x, w, rstd, rows, cols, accumulate, static_cast<bf16*>(dx16));
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }
@@ -393,11 +467,27 @@ Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const floa
 Status train_qkv_rope_split(void* q, void* k, void* v, const float* qkv, const float* cos,
                             const float* sin, const QkvShape& s, void* stream) {
   VILA_RETURN_IF_ERROR(check_qkv(s, "train_qkv_rope_split"));
-  const int64_t total = s.rows * (s.heads + 2 * s.kv_heads) * (s.head_dim / 2);
-  qkv_rope_split_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
-      static_cast<bf16*>(q), static_cast<bf16*>(k), static_cast<bf16*>(v), qkv, cos, sin, s.rows,
-      s.seq, s.heads, s.kv_heads, s.head_dim);
-  VILA_CUDA_CHECK(cudaGetLastError());
+  const int half = s.head_dim / 2, all_heads = s.heads + 2 * s.kv_heads;
+  const bool vec = half % kPairVec == 0 && aligned(qkv, 16) && aligned(cos, 16) &&
+                   aligned(sin, 16) && aligned(q, 8) && aligned(k, 8) && aligned(v, 8);
+  const int64_t row_units = int64_t{all_heads} * half / (vec ? kPairVec : 1);
+  const int64_t chunk = std::max<int64_t>(kMaxUnits / row_units, 1);  // rows per launch
+  for (int64_t r0 = 0; r0 < s.rows; r0 += chunk) {
+    const int rows = static_cast<int>(std::min(chunk, s.rows - r0));
+    auto* qc = static_cast<bf16*>(q) + r0 * s.heads * s.head_dim;
+    auto* kc = static_cast<bf16*>(k) + r0 * s.kv_heads * s.head_dim;
+    auto* vc = static_cast<bf16*>(v) + r0 * s.kv_heads * s.head_dim;
+    const float* src = qkv + r0 * all_heads * s.head_dim;
+    const unsigned grid = grid_for(rows * row_units);
+    if (vec) {
+      qkv_rope_split_kernel<kPairVec><<<grid, kThreads, 0, as_stream(stream)>>>(
+          qc, kc, vc, src, cos, sin, rows, r0 % s.seq, s.seq, s.heads, s.kv_heads, s.head_dim);
+    } else {
+      qkv_rope_split_kernel<1><<<grid, kThreads, 0, as_stream(stream)>>>(
+          qc, kc, vc, src, cos, sin, rows, r0 % s.seq, s.seq, s.heads, s.kv_heads, s.head_dim);
+    }
+    VILA_CUDA_CHECK(cudaGetLastError());
+  }
   return ok_status();
 }
 
@@ -405,11 +495,30 @@ Status train_qkv_grad_merge(void* dqkv, const float* dq, const float* dk_exp, co
                             const float* cos, const float* sin, const QkvShape& s, void* stream,
                             bool kv_summed) {
   VILA_RETURN_IF_ERROR(check_qkv(s, "train_qkv_grad_merge"));
-  const int64_t total = s.seq * (s.heads + 2 * s.kv_heads) * (s.head_dim / 2);
-  qkv_grad_merge_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
-      static_cast<bf16*>(dqkv), dq, dk_exp, dv_exp, cos, sin, s.seq, s.heads, s.kv_heads,
-      s.head_dim, kv_summed);
-  VILA_CUDA_CHECK(cudaGetLastError());
+  const int half = s.head_dim / 2, all_heads = s.heads + 2 * s.kv_heads;
+  const bool vec = half % kPairVec == 0 && aligned(dq, 16) && aligned(dk_exp, 16) &&
+                   aligned(dv_exp, 16) && aligned(cos, 16) && aligned(sin, 16) && aligned(dqkv, 8);
+  const int64_t row_units = int64_t{all_heads} * half / (vec ? kPairVec : 1);
+  const int64_t chunk = std::max<int64_t>(kMaxUnits / row_units, 1);  // rows per launch
+  const int64_t kv_width = (kv_summed ? s.kv_heads : s.heads) * int64_t{s.head_dim};
+  for (int64_t r0 = 0; r0 < s.seq; r0 += chunk) {
+    const int rows = static_cast<int>(std::min(chunk, s.seq - r0));
+    auto* out = static_cast<bf16*>(dqkv) + r0 * all_heads * s.head_dim;
+    const float* q = dq + r0 * s.heads * s.head_dim;
+    const float* k = dk_exp + r0 * kv_width;
+    const float* v = dv_exp + r0 * kv_width;
+    const float* c = cos != nullptr ? cos + r0 * half : nullptr;
+    const float* sn = sin != nullptr ? sin + r0 * half : nullptr;
+    const unsigned grid = grid_for(rows * row_units);
+    if (vec) {
+      qkv_grad_merge_kernel<kPairVec><<<grid, kThreads, 0, as_stream(stream)>>>(
+          out, q, k, v, c, sn, rows, s.heads, s.kv_heads, s.head_dim, kv_summed);
+    } else {
+      qkv_grad_merge_kernel<1><<<grid, kThreads, 0, as_stream(stream)>>>(
+          out, q, k, v, c, sn, rows, s.heads, s.kv_heads, s.head_dim, kv_summed);
+    }
+    VILA_CUDA_CHECK(cudaGetLastError());
+  }
   return ok_status();
 }
 
@@ -472,8 +581,9 @@ Status train_silu_mul_backward(void* dgu, const void* dm, const void* gu, int64_
 Status train_f32_to_bf16(void* out, const float* in, int64_t n, void* stream) {
   if (n < 0) return invalid_argument("train_f32_to_bf16: bad count " + std::to_string(n));
   if (n == 0) return ok_status();
-  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<bf16*>(out), in,
-                                                                      n);
+  const bool vec = aligned(out, 8) && aligned(in, 16);
+  f32_to_bf16_kernel<<<grid_for(vec ? ceil_div(n, int64_t{kPairVec}) : n), kThreads, 0,
+                       as_stream(stream)>>>(static_cast<bf16*>(out), in, n, vec);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }
@@ -481,8 +591,9 @@ Status train_f32_to_bf16(void* out, const float* in, int64_t n, void* stream) {
 Status train_bf16_to_f32(float* out, const void* in, int64_t n, void* stream) {
   if (n < 0) return invalid_argument("train_bf16_to_f32: bad count " + std::to_string(n));
   if (n == 0) return ok_status();
-  bf16_to_f32_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
-      out, static_cast<const bf16*>(in), n);
+  const bool vec = aligned(out, 16) && aligned(in, 8);
+  bf16_to_f32_kernel<<<grid_for(vec ? ceil_div(n, int64_t{kPairVec}) : n), kThreads, 0,
+                       as_stream(stream)>>>(out, static_cast<const bf16*>(in), n, vec);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

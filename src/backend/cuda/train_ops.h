@@ -23,10 +23,11 @@ namespace vila::cuda {
 Status train_rms_norm_forward(void* y, float* rstd, const float* x, const float* w, int64_t rows,
                               int64_t cols, float eps, void* stream);
 // dx (R, C) f32 written (or added to when accumulate), dw (C) f32 added to (null: frozen);
-// dy, x (R, C) f32.
+// dy, x (R, C) f32. dx16 (R, C) bf16 when non-null: also the final dx rounded (the next GEMM's
+// operand, saving a conversion pass).
 Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
                                const float* w, const float* rstd, int64_t rows, int64_t cols,
-                               bool accumulate, void* stream);
+                               bool accumulate, void* stream, void* dx16 = nullptr);
 
 // qkv (R, (H + 2 Hkv) D) f32 -> q (R, H, D), k (R, Hkv, D) rotated, v (R, Hkv, D), all bf16.
 // Row r sits at position r % seq; cos, sin (seq, D/2) f32, or both null: no rotation (SigLIP).

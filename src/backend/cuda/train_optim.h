@@ -11,13 +11,18 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/status.h"
 
 namespace vila::cuda {
 
 constexpr int32_t kTrainIgnoreIndex = -100;
 
-// dlogits (R, V) bf16, row_loss (R) fp32 <- logits (R, V) fp32, labels (R) int32.
+// dlogits (R, V) bf16, row_loss (R) fp32 <- logits (R, V) f32 or bf16, labels (R) int32. bf16
+// logits may be dlogits itself (the gradient overwrites them in place).
+Status train_cross_entropy(void* dlogits, float* row_loss, const void* logits, DType logits_dtype,
+                           const int32_t* labels, int64_t rows, int64_t vocab, float scale,
+                           void* stream);
 Status train_cross_entropy(void* dlogits, float* row_loss, const float* logits,
                            const int32_t* labels, int64_t rows, int64_t vocab, float scale,
                            void* stream);
@@ -32,7 +37,8 @@ struct AdamWStep {
   double max_norm = 0.0;          // 0: no clipping
   const double* sumsq = nullptr;  // device Σ g² (needed when max_norm > 0)
 };
-// p, g, m, v (n) fp32; p16 (n) bf16. Values [0, n_decay) decay, [n_decay, n) do not.
+// p, g, m, v (n) fp32, 16-byte aligned; p16 (n) bf16, 8-byte aligned. Values [0, n_decay) decay,
+// [n_decay, n) do not.
 Status train_adamw(float* p, void* p16, const float* g, float* m, float* v, int64_t n,
                    int64_t n_decay, const AdamWStep& step, void* stream);
 

@@ -9,7 +9,8 @@
 // train/downsample.h, train/media_splice.h):
 //   layer norm: μ = mean(x), r = 1 / sqrt(mean((x - μ)²) + eps), x̂ = (x - μ) r, y = w x̂ + b;
 //               g = dy w,  dx (+)= r (g - mean(g) - x̂ mean(g x̂)),  dw += Σ_rows dy x̂,
-//               db += Σ_rows dy   (row sums in double; dw, db: fp32 atomicAdd, not deterministic)
+//               db += Σ_rows dy   (row sums: fp32 per lane, double across lanes; dw, db: fp32
+//               atomicAdd, not deterministic)
 //   gelu erf:   y = x Φ(x),                 y' = Φ(x) + x φ(x)
 //   gelu tanh:  u = β (x + κ x³), y = ½ x (1 + tanh u),
 //               y' = ½ (1 + tanh u) + ½ x (1 - tanh² u) β (1 + 3 κ x²)
@@ -26,15 +27,18 @@
 namespace vila::cuda {
 
 // y (R, C) bf16, mean (R) f32, rstd (R) f32 <- x (R, C) f32, w, b (C) f32 (b may be null).
-// Biased variance; statistics in double per row (one warp per row), rounded to fp32.
+// Biased variance; row statistics summed in fp32 per lane and double across the warp (one warp per
+// row), rounded to fp32.
 Status train_layer_norm_forward(void* y, float* mean, float* rstd, const float* x, const float* w,
                                 const float* b, int64_t rows, int64_t cols, float eps,
                                 void* stream);
 // dx (R, C) f32 written, or added to when accumulate (may be null: not needed); dw, db (C) f32
 // added to (either may be null: frozen); dy (R, C) f32; x the forward input; cols <= 16384.
+// dx16 (R, C) bf16, 8-byte aligned, when non-null: also the final dx rounded (the next GEMM's
+// operand, saving a conversion pass).
 Status train_layer_norm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                  const float* w, const float* mean, const float* rstd, int64_t rows,
-                                 int64_t cols, bool accumulate, void* stream);
+                                 int64_t cols, bool accumulate, void* stream, void* dx16 = nullptr);
 
 enum class TrainGelu { kTanh, kErf };
 // y (n) bf16 <- gelu(x (n) bf16); dx (n) bf16 <- dy (n) bf16 * gelu'(x); fp32 math. dx may alias

@@ -1,6 +1,7 @@
 // DeviceParams (device_params.h): layout, host <-> device copies, the optimizer on the GPU.
 #include "train/cuda/device_params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -92,6 +93,14 @@ StatusOr<std::unique_ptr<DeviceParams>> DeviceParams::create(
     if (group == 1) dp->n_trainable_ = off;
   }
   dp->n_ = std::max<int64_t>(off, kAlign);
+  for (const std::string& name : dp->order_) {  // layout order: offsets ascending
+    Entry& e = dp->entries_.at(name);
+    if (!e.trainable) continue;
+    e.slot = static_cast<int64_t>(dp->grad_begin_.size());
+    dp->grad_begin_.push_back(e.offset);
+    dp->grad_end_.push_back(e.offset + e.numel);
+  }
+  dp->written_.assign(dp->grad_begin_.size(), 0);  // generation_ starts at 1: all unwritten
   VILA_RETURN_IF_ERROR(dp->allocate());
   return dp;
 }
@@ -206,14 +215,84 @@ StatusOr<std::vector<float>> DeviceParams::download_grad(const std::string& full
   if (!trainable(full_name)) {
     return invalid_argument("DeviceParams: " + full_name + " is frozen (no gradient)");
   }
+  const Entry& e = entries_.at(full_name);
+  if (!written(static_cast<size_t>(e.slot))) {  // not reached since zero_grads(): zero
+    return std::vector<float>(static_cast<size_t>(e.numel), 0.0f);
+  }
   return download(full_name, g_);
 }
 
 Status DeviceParams::zero_grads() {
-  return cuda::memset_device(g_, 0, static_cast<size_t>(n_trainable_) * sizeof(float), stream_);
+  ++generation_;  // every slot unwritten; the writers zero or overwrite (header comment)
+  return ok_status();
 }
 
+Status DeviceParams::grad_slots(const char* op, int64_t off, int64_t numel, size_t* first,
+                                size_t* last) const {
+  if (off < 0 || numel <= 0 || off + numel > n_trainable_) {
+    return invalid_argument(std::string("DeviceParams::") + op + ": range [" + std::to_string(off) +
+                            ", " + std::to_string(off + numel) +
+                            ") is not inside the trainable gradients [0, " +
+                            std::to_string(n_trainable_) + ")");
+  }
+  // The first slot ending after off; slots are sorted and disjoint, so ends ascend too.
+  *first = static_cast<size_t>(std::upper_bound(grad_end_.begin(), grad_end_.end(), off) -
+                               grad_end_.begin());
+  size_t i = *first;
+  while (i < grad_begin_.size() && grad_begin_[i] < off + numel) ++i;
+  *last = i;
+  if (*first == *last) {
+    return invalid_argument(std::string("DeviceParams::") + op + ": range [" + std::to_string(off) +
+                            ", " + std::to_string(off + numel) +
+                            ") covers no parameter (alignment padding)");
+  }
+  return ok_status();
+}
+
+Status DeviceParams::zero_unwritten(size_t first, size_t last) {
+  for (size_t i = first; i < last;) {
+    if (written(i)) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;  // a run of unwritten slots [i, j): one memset (padding between is 0)
+    while (j < last && !written(j)) ++j;
+    const int64_t begin = grad_begin_[i];
+    const int64_t end = grad_end_[j - 1];
+    VILA_RETURN_IF_ERROR(cuda::memset_device(
+        g_ + begin, 0, static_cast<size_t>(end - begin) * sizeof(float), stream_));
+    i = j;
+  }
+  for (size_t i = first; i < last; ++i) written_[i] = generation_;
+  return ok_status();
+}
+
+StatusOr<float> DeviceParams::grad_beta(int64_t off, int64_t numel) {
+  size_t first = 0, last = 0;
+  VILA_RETURN_IF_ERROR(grad_slots("grad_beta", off, numel, &first, &last));
+  bool fresh = true;  // every slot unwritten and wholly inside the range: the GEMM writes them
+  for (size_t i = first; i < last && fresh; ++i) {
+    fresh = !written(i) && grad_begin_[i] >= off && grad_end_[i] <= off + numel;
+  }
+  if (fresh) {
+    for (size_t i = first; i < last; ++i) written_[i] = generation_;
+    return 0.0f;
+  }
+  VILA_RETURN_IF_ERROR(zero_unwritten(first, last));
+  return 1.0f;
+}
+
+Status DeviceParams::prepare_grad_add(int64_t off, int64_t numel) {
+  if (off >= n_trainable_) return ok_status();  // frozen: no gradient
+  size_t first = 0, last = 0;
+  VILA_RETURN_IF_ERROR(grad_slots("prepare_grad_add", off, numel, &first, &last));
+  return zero_unwritten(first, last);
+}
+
+Status DeviceParams::zero_unwritten_grads() { return zero_unwritten(0, grad_begin_.size()); }
+
 StatusOr<double> DeviceParams::grad_norm() {
+  VILA_RETURN_IF_ERROR(zero_unwritten_grads());
   VILA_RETURN_IF_ERROR(cuda::memset_device(sumsq_, 0, sizeof(double), stream_));
   if (n_trainable_ > 0) {
     VILA_RETURN_IF_ERROR(cuda::train_grad_sumsq(sumsq_, g_, n_trainable_, stream_));
@@ -225,6 +304,7 @@ StatusOr<double> DeviceParams::grad_norm() {
 
 Status DeviceParams::adamw_step(const AdamWConfig& config, double lr, double max_norm) {
   if (n_trainable_ == 0) return ok_status();
+  VILA_RETURN_IF_ERROR(zero_unwritten_grads());
   if (max_norm > 0) {  // the kernel reads Σ g² on the device
     VILA_RETURN_IF_ERROR(cuda::memset_device(sumsq_, 0, sizeof(double), stream_));
     VILA_RETURN_IF_ERROR(cuda::train_grad_sumsq(sumsq_, g_, n_trainable_, stream_));

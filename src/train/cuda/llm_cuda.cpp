@@ -172,7 +172,7 @@ Status CudaLlm::forward(const int32_t* ids, int64_t rows, const std::vector<Span
   }
   VILA_ASSIGN_OR_RETURN(rstd_f_, s.get<float>("llm.rstd_f", R_));
   VILA_ASSIGN_OR_RETURN(xn_, s.get<uint16_t>("llm.xn", R_ * C_));
-  VILA_ASSIGN_OR_RETURN(logits_, s.get<float>("llm.logits", R_ * V_));
+  VILA_ASSIGN_OR_RETURN(logits_, s.get<uint16_t>("llm.logits", R_ * V_));
   void* st = ctx_->st();
   const DeviceParams& P = *ctx_->params;
   VILA_RETURN_IF_ERROR(
@@ -183,7 +183,7 @@ Status CudaLlm::forward(const int32_t* ids, int64_t rows, const std::vector<Span
   for (size_t l = 0; l < layers_.size(); ++l) VILA_RETURN_IF_ERROR(layer_forward(l, false));
   VILA_RETURN_IF_ERROR(cuda::train_rms_norm_forward(xn_, rstd_f_, xs_.back(), P.value(norm_), R_,
                                                     C_, static_cast<float>(cfg_.rms_eps), st));
-  return ctx_->linear_forward(logits_, DType::kF32, xn_, R_, head_, V_, C_, -1, false);
+  return ctx_->linear_forward(logits_, DType::kBF16, xn_, R_, head_, V_, C_, -1, false);
 }
 
 Status CudaLlm::layer_forward(size_t l, bool recomputing) {
@@ -229,7 +229,7 @@ Status CudaLlm::layer_backward(size_t l) {
   VILA_ASSIGN_OR_RETURN(Saved s, saved(l));
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
-  const DeviceParams& P = *ctx_->params;
+  DeviceParams& P = *ctx_->params;
   const int64_t R = R_;
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("llm.dx", R * C_));
   VILA_ASSIGN_OR_RETURN(float* dh, sc.get<float>("llm.dh", R * C_));
@@ -239,8 +239,7 @@ Status CudaLlm::layer_backward(size_t l) {
   VILA_ASSIGN_OR_RETURN(uint16_t * dqkv, sc.get<uint16_t>("llm.dqkv", R * nqkv_));
   // MLP: dW_down += dxᵀ m; dm = dx W_down (into m: stream order makes dW read m first). m was
   // saved by the forward, or (recompute) is made here.
-  uint16_t* m = s.m;
-  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C_, st));
+  uint16_t* m = s.m;  // dxb = bf16(dx) on entry (the norm backward above wrote both)
   if (recompute_) VILA_RETURN_IF_ERROR(cuda::train_silu_mul(m, s.gu, R, F_, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(m, DType::kBF16, 0.0f, dxb, m, R, lo.wdown, C_, F_, -1));
@@ -248,10 +247,10 @@ Status CudaLlm::layer_backward(size_t l) {
   // dW_gu += dguᵀ h2; dh2 = dgu W_gu; dx += rms_backward(dh2)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dgu, s.h2, R, lo.wgu, 2 * F_, C_, -1));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln2, C_));  // dw += (norm weights: lazy zeroing)
   VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(dx, P.grad(lo.ln2), dh, s.x2, P.value(lo.ln2),
-                                                     s.rstd2, R, C_, true, st));
+                                                     s.rstd2, R, C_, true, st, dxb));
   // Attention: dW_o += dxᵀ a; da = dx W_o; dqkv through the spans
-  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C_, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(da, DType::kBF16, 0.0f, dxb, s.a, R, lo.wo, C_, qd_, -1));
   VILA_RETURN_IF_ERROR(span_attention_backward(*ctx_, dqkv, da, {s.q, s.k, s.v, s.a, s.lse}, cos_,
@@ -259,22 +258,26 @@ Status CudaLlm::layer_backward(size_t l) {
   // dW_qkv += dqkvᵀ h1; db += Σ dqkv; dh1 = dqkv W_qkv; dx += rms_backward(dh1)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dqkv, s.h1, R, lo.wqkv, nqkv_, C_, lo.bqkv));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln1, C_));
   return cuda::train_rms_norm_backward(dx, P.grad(lo.ln1), dh, xs_[l], P.value(lo.ln1), s.rstd1, R,
-                                       C_, true, st);
+                                       C_, true, st, dxb);
 }
 
 Status CudaLlm::backward(const void* dlogits, float* dfeats) {
   if (R_ == 0) return invalid_argument("CudaLlm: backward before forward");
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
-  const DeviceParams& P = *ctx_->params;
+  DeviceParams& P = *ctx_->params;
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("llm.dx", R_ * C_));
   VILA_ASSIGN_OR_RETURN(float* dh, sc.get<float>("llm.dh", R_ * C_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("llm.dxb", R_ * C_));
   // logits = xn Wheadᵀ, xn = rms(xf)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dlogits, xn_, R_, head_, V_, C_, -1));
-  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(dx, P.grad(norm_), dh, xs_.back(),
-                                                     P.value(norm_), rstd_f_, R_, C_, false, st));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(norm_, C_));
+  VILA_RETURN_IF_ERROR(cuda::train_rms_norm_backward(
+      dx, P.grad(norm_), dh, xs_.back(), P.value(norm_), rstd_f_, R_, C_, false, st, dxb));
+  // Each layer's backward reads dxb = bf16(dx) and leaves it so (its norm backwards write both).
   for (size_t l = layers_.size(); l-- > 0;) VILA_RETURN_IF_ERROR(layer_backward(l));
   // The media rows' gradient goes to the features (and not to the token table).
   if (n_media_ > 0) {
@@ -285,6 +288,8 @@ Status CudaLlm::backward(const void* dlogits, float* dfeats) {
     VILA_RETURN_IF_ERROR(cuda::train_splice_rows_backward(sink, dx, media_dev_, n_media_, C_, st));
   }
   if (float* ge = P.grad(embed_); ge != nullptr) {
+    // tied: the head's dW GEMM above wrote it already (no memset); else zeroed here
+    VILA_RETURN_IF_ERROR(P.prepare_grad_add(embed_, V_ * C_));
     VILA_RETURN_IF_ERROR(cuda::train_embedding_backward(ge, dx, ids_dev_, R_, C_, st));
   }
   return ok_status();

@@ -9,7 +9,7 @@
 //   per layer:  h1 = rms(x) bf16;  qkv = h1 Wqkvᵀ (+ b) f32;  q, k, v = split + RoPE  bf16
 //               x2 = x + attn_spans(q, k, v) Woᵀ
 //               x  = x2 + (silu(g) ⊙ u) Wdownᵀ,  [g | u] = rms(x2) Wguᵀ  (R, 2F) bf16
-//   logits = rms(x) Wheadᵀ                                                       (R, V) f32
+//   logits = rms(x) Wheadᵀ                                    (R, V) bf16 (as autocast's lm_head)
 // backward(dlogits (R, V) bf16) runs it transposed; frozen parameters get no gradient, and
 // dfeats (n, C) f32 is the gradient of the spliced features (the projector's output).
 // recompute: only each layer's input x is kept; the layer's forward reruns in its backward.
@@ -33,10 +33,11 @@ class CudaLlm {
   Status bind(const LanguageConfig& config, TrainContext& ctx, bool recompute);
 
   // ids (R) host; spans cover the R rows; feats (n, C) device f32 spliced at media_rows (n) host
-  // (n may be 0). Output: logits() (R, V) f32 on the device.
+  // (n may be 0). Output: logits() (R, V) bf16 on the device (the cross entropy may overwrite
+  // them in place with dlogits for backward()).
   Status forward(const int32_t* ids, int64_t rows, const std::vector<Span>& spans,
                  const float* feats, const int64_t* media_rows, int64_t n_media);
-  float* logits() const { return logits_; }
+  void* logits() const { return logits_; }
 
   // dlogits (R, V) bf16 of the last forward -> parameter gradients; dfeats (n, C) f32 written
   // when non-null.
@@ -71,8 +72,9 @@ class CudaLlm {
   int32_t *ids_dev_ = nullptr, *media_dev_ = nullptr;
   float *cos_ = nullptr, *sin_ = nullptr;  // (R, D/2) per-row RoPE tables
   std::vector<float*> xs_;                 // (L + 1) x (R, C) f32 layer inputs, final output
-  float *rstd_f_ = nullptr, *logits_ = nullptr;
-  uint16_t* xn_ = nullptr;  // (R, C) bf16 final norm output
+  float* rstd_f_ = nullptr;
+  uint16_t* xn_ = nullptr;      // (R, C) bf16 final norm output
+  uint16_t* logits_ = nullptr;  // (R, V) bf16
 };
 
 }  // namespace vila::train

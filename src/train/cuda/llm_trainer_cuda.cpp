@@ -93,12 +93,13 @@ StatusOr<double> CudaLlmTrainer::forward_backward(const int32_t* ids, const int3
   VILA_RETURN_IF_ERROR(
       im.llm.forward(ids, R, uniform_spans(im.opt.batch, im.opt.seq), nullptr, nullptr, 0));
   VILA_ASSIGN_OR_RETURN(int32_t * tgt, ctx.scratch.get<int32_t>("trainer.targets", R));
-  VILA_ASSIGN_OR_RETURN(uint16_t * dlogits, ctx.scratch.get<uint16_t>("trainer.dlogits", R * V));
+  void* dlogits = im.llm.logits();  // (R, V) bf16: the gradient replaces the logits in place
   VILA_ASSIGN_OR_RETURN(float* row_loss, ctx.scratch.get<float>("trainer.row_loss", R));
   VILA_RETURN_IF_ERROR(
       cuda::copy_to_device(tgt, targets, static_cast<size_t>(R) * sizeof(int32_t), st));
-  VILA_RETURN_IF_ERROR(cuda::train_cross_entropy(dlogits, row_loss, im.llm.logits(), tgt, R, V,
-                                                 1.0f / static_cast<float>(counted), st));
+  VILA_RETURN_IF_ERROR(cuda::train_cross_entropy(dlogits, row_loss, im.llm.logits(), DType::kBF16,
+                                                 tgt, R, V, 1.0f / static_cast<float>(counted),
+                                                 st));
   VILA_RETURN_IF_ERROR(im.llm.backward(dlogits, nullptr));
   VILA_RETURN_IF_ERROR(cuda::copy_to_host(im.host_loss.data(), row_loss,
                                           static_cast<size_t>(R) * sizeof(float), st));

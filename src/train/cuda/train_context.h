@@ -57,12 +57,16 @@ struct TrainContext {
   void* st() const { return stream.handle(); }
 
   // out (rows, n) [+]= in (rows, k) bf16 · W (n, k)ᵀ [+ bias]; W at parameter offset w_off,
-  // bias at b_off (< 0: none). out_dtype kF32 or kBF16.
+  // bias at b_off (< 0: none; a bf16 output adds the bias's bf16 copy in cuBLASLt's epilogue, as
+  // autocast does). out_dtype kF32 or kBF16. gelu_aux non-null (bf16 output, not accumulate):
+  // out = gelu_tanh(pre) and pre = in Wᵀ + bias written to gelu_aux (rows, n) bf16.
   Status linear_forward(void* out, DType out_dtype, const void* in, int64_t rows, int64_t w_off,
-                        int64_t n, int64_t k, int64_t b_off, bool accumulate) const;
+                        int64_t n, int64_t k, int64_t b_off, bool accumulate,
+                        void* gelu_aux = nullptr) const;
   // For y = x Wᵀ (+ b) with dy (rows, n) bf16 and x (rows, k) bf16: dW (n, k) += dyᵀ x and
   // db += Σ dy when the parameter is trainable (b_off < 0: no bias); dx (rows, k) = dy W written
-  // (or with beta_dx = 1 added to) unless dx is null.
+  // (or with beta_dx = 1 added to) unless dx is null. dW and db follow DeviceParams' lazy zeroing
+  // (dW written with beta 0 when unwritten since zero_grads(), db zeroed first).
   Status linear_backward(void* dx, DType dx_dtype, float beta_dx, const void* dy, const void* x,
                          int64_t rows, int64_t w_off, int64_t n, int64_t k, int64_t b_off) const;
 };

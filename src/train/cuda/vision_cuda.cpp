@@ -16,6 +16,7 @@ namespace {
 constexpr const char* kEmb = "vision_tower/vision_model.embeddings.";
 constexpr const char* kLayer = "vision_tower/vision_model.encoder.layers.";
 constexpr const char* kProj = "mm_projector/";
+constexpr int64_t kGeluAuxMultiple = 8;  // cuBLASLt's GELU_AUX needs N % 8 == 0
 
 }  // namespace
 
@@ -146,9 +147,16 @@ Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
   // x_out = x2 + gelu_tanh(LN2(x2) W1ᵀ + b1) W2ᵀ + b2
   VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(
       s.h2, s.mean2, s.rstd2, s.x2, P.value(lo.ln2_w), P.value(lo.ln2_b), R, C, eps, st));
-  VILA_RETURN_IF_ERROR(
-      ctx_->linear_forward(s.f1, DType::kBF16, s.h2, R, lo.w1, F, C, lo.b1, false));
-  VILA_RETURN_IF_ERROR(cuda::train_gelu_forward(s.g, s.f1, R * F, cuda::TrainGelu::kTanh, st));
+  // f1 = h2 W1ᵀ + b1, g = gelu_tanh(f1): one GEMM (cuBLASLt's GELU_AUX_BIAS epilogue) when F
+  // is a multiple of 8 (its aux rows), else the GEMM and the GELU kernel
+  if (F % kGeluAuxMultiple == 0) {
+    VILA_RETURN_IF_ERROR(
+        ctx_->linear_forward(s.g, DType::kBF16, s.h2, R, lo.w1, F, C, lo.b1, false, s.f1));
+  } else {
+    VILA_RETURN_IF_ERROR(
+        ctx_->linear_forward(s.f1, DType::kBF16, s.h2, R, lo.w1, F, C, lo.b1, false));
+    VILA_RETURN_IF_ERROR(cuda::train_gelu_forward(s.g, s.f1, R * F, cuda::TrainGelu::kTanh, st));
+  }
   VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(x_out, s.x2, row_bytes, st));
   return ctx_->linear_forward(x_out, DType::kF32, s.g, R, lo.w2, C, F, lo.b2, true);
 }
@@ -158,7 +166,7 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
   VILA_ASSIGN_OR_RETURN(Saved s, saved(l));
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
-  const DeviceParams& P = *ctx_->params;
+  DeviceParams& P = *ctx_->params;
   const int64_t R = R_;
   const int64_t C = C_;
   const int64_t F = F_;
@@ -167,18 +175,18 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
   VILA_ASSIGN_OR_RETURN(uint16_t * dg, sc.get<uint16_t>("vit.dg", R * F));
   VILA_ASSIGN_OR_RETURN(uint16_t * da, sc.get<uint16_t>("vit.da", R * C));
   VILA_ASSIGN_OR_RETURN(uint16_t * dqkv, sc.get<uint16_t>("vit.dqkv", R * 3 * C));
-  // MLP branch
-  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C, st));
+  // MLP branch (dxb = bf16(dx) on entry: the caller's conversion or the layer above's LN1)
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dg, DType::kBF16, 0.0f, dxb, s.g, R, lo.w2, C, F, lo.b2));
   VILA_RETURN_IF_ERROR(cuda::train_gelu_backward(dg, dg, s.f1, R * F, cuda::TrainGelu::kTanh, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dg, s.h2, R, lo.w1, F, C, lo.b1));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln2_w, C));  // dw, db += (lazy zeroing)
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln2_b, C));
   VILA_RETURN_IF_ERROR(cuda::train_layer_norm_backward(dx, P.grad(lo.ln2_w), P.grad(lo.ln2_b), dh,
                                                        s.x2, P.value(lo.ln2_w), s.mean2, s.rstd2, R,
-                                                       C, /*accumulate=*/true, st));
+                                                       C, /*accumulate=*/true, st, dxb));
   // Attention branch
-  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R * C, st));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(da, DType::kBF16, 0.0f, dxb, s.a, R, lo.wo, C, C, lo.bo));
   const AttnDims dims{cfg_.heads, cfg_.heads, cfg_.head_dim(), /*causal=*/false};
@@ -186,25 +194,29 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
                                                nullptr, nullptr, uniform_spans(N_, P_), dims));
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(dh, DType::kF32, 0.0f, dqkv, s.h1, R, lo.wqkv, 3 * C, C, lo.bqkv));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln1_w, C));
+  VILA_RETURN_IF_ERROR(P.prepare_grad_add(lo.ln1_b, C));
   return cuda::train_layer_norm_backward(dx, P.grad(lo.ln1_w), P.grad(lo.ln1_b), dh, s.x,
                                          P.value(lo.ln1_w), s.mean1, s.rstd1, R, C,
-                                         /*accumulate=*/true, st);
+                                         /*accumulate=*/true, st, dxb);
 }
 
 Status CudaVisionTower::backward(const float* dfeatures) {
   if (R_ == 0) return invalid_argument("CudaVisionTower: backward before forward");
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
-  const DeviceParams& P = *ctx_->params;
+  DeviceParams& P = *ctx_->params;
   VILA_ASSIGN_OR_RETURN(float* dx, sc.get<float>("vit.dx", R_ * C_));
+  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("vit.dxb", R_ * C_));
   VILA_RETURN_IF_ERROR(
       cuda::copy_device_to_device(dx, dfeatures, static_cast<size_t>(R_ * C_) * sizeof(float), st));
+  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R_ * C_, st));
+  // Each layer's backward reads dxb = bf16(dx) and leaves it so for the next (its LN1 writes both).
   for (size_t l = layers_.size(); l-- > 0;) VILA_RETURN_IF_ERROR(layer_backward(l, dx));
   if (float* dpos = P.grad(pos_); dpos != nullptr) {
+    VILA_RETURN_IF_ERROR(P.prepare_grad_add(pos_, P_ * C_));
     VILA_RETURN_IF_ERROR(cuda::train_position_backward(dpos, dx, N_, P_, C_, st));
   }
-  VILA_ASSIGN_OR_RETURN(uint16_t * dxb, sc.get<uint16_t>("vit.dxb", R_ * C_));
-  VILA_RETURN_IF_ERROR(cuda::train_f32_to_bf16(dxb, dx, R_ * C_, st));
   return ctx_->linear_backward(nullptr, DType::kF32, 0.0f, dxb, cols_, R_, patch_w_, C_, K_,
                                patch_b_);
 }
@@ -328,7 +340,7 @@ Status CudaProjector::forward(const float* in, int64_t n_images) {
 Status CudaProjector::backward(const float* dout, float* din) {
   Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
-  const DeviceParams& P = *ctx_->params;
+  DeviceParams& P = *ctx_->params;
   if (stages_.empty()) {
     if (din == nullptr) return ok_status();
     return cuda::copy_device_to_device(
@@ -396,6 +408,8 @@ Status CudaProjector::backward(const float* dout, float* din) {
         if (dxf == nullptr) {
           VILA_ASSIGN_OR_RETURN(dxf, sc.get<float>("proj.dsink", in_n));
         }
+        VILA_RETURN_IF_ERROR(P.prepare_grad_add(s.w, s.spec.in_dim));  // dw, db +=
+        VILA_RETURN_IF_ERROR(P.prepare_grad_add(s.b, s.spec.in_dim));
         VILA_RETURN_IF_ERROR(cuda::train_layer_norm_backward(
             dxf, P.grad(s.w), P.grad(s.b), static_cast<const float*>(dy),
             static_cast<const float*>(s.in), P.value(s.w), s.mean, s.rstd, rows_in, s.spec.in_dim,

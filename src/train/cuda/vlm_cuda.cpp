@@ -6,6 +6,7 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/train_optim.h"
+#include "core/dtype.h"
 #include "train/cuda/llm_cuda.h"
 #include "train/cuda/span_attention.h"
 #include "train/cuda/train_context.h"
@@ -38,6 +39,16 @@ namespace {
 Status need_gpu() {
   if (cuda::device_count() <= 0) return unimplemented("CUDA training: no CUDA device is visible");
   return ok_status();
+}
+
+// The n bf16 logits on the device as host floats.
+StatusOr<std::vector<float>> download_logits(const void* logits, int64_t n, void* stream) {
+  std::vector<uint16_t> bits(static_cast<size_t>(n));
+  VILA_RETURN_IF_ERROR(
+      cuda::copy_to_host(bits.data(), logits, bits.size() * sizeof(uint16_t), stream));
+  std::vector<float> out(bits.size());
+  VILA_RETURN_IF_ERROR(convert_to_f32(DType::kBF16, bits.data(), out.data(), n));
+  return out;
 }
 
 }  // namespace
@@ -98,10 +109,7 @@ Status CudaVlmModel::Impl::forward(const PackedBatch& b) {
 StatusOr<std::vector<float>> CudaVlmModel::forward_logits(const PackedBatch& batch) {
   Impl& im = *impl_;
   VILA_RETURN_IF_ERROR(im.forward(batch));
-  std::vector<float> out(static_cast<size_t>(batch.tokens() * im.config.llm.vocab));
-  VILA_RETURN_IF_ERROR(
-      cuda::copy_to_host(out.data(), im.llm.logits(), out.size() * sizeof(float), im.ctx->st()));
-  return out;
+  return download_logits(im.llm.logits(), batch.tokens() * im.config.llm.vocab, im.ctx->st());
 }
 
 StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
@@ -128,19 +136,17 @@ StatusOr<StepResult> CudaVlmModel::forward_backward(const PackedBatch& batch,
   TrainContext& ctx = *im.ctx;
   void* st = ctx.st();
   if (options.keep_logits) {
-    result.logits.resize(static_cast<size_t>(T * V));
-    VILA_RETURN_IF_ERROR(cuda::copy_to_host(result.logits.data(), im.llm.logits(),
-                                            result.logits.size() * sizeof(float), st));
+    VILA_ASSIGN_OR_RETURN(result.logits, download_logits(im.llm.logits(), T * V, st));
   }
   VILA_ASSIGN_OR_RETURN(int32_t * targets, ctx.scratch.get<int32_t>("vlm.targets", T));
-  VILA_ASSIGN_OR_RETURN(uint16_t * dlogits, ctx.scratch.get<uint16_t>("vlm.dlogits", T * V));
+  void* dlogits = im.llm.logits();  // (T, V) bf16: the gradient replaces the logits in place
   VILA_ASSIGN_OR_RETURN(float* row_loss, ctx.scratch.get<float>("vlm.row_loss", T));
   VILA_RETURN_IF_ERROR(cuda::copy_to_device(targets, batch.targets.data(),
                                             static_cast<size_t>(T) * sizeof(int32_t), st));
   const double inv_n = 1.0 / static_cast<double>(n);
-  VILA_RETURN_IF_ERROR(cuda::train_cross_entropy(dlogits, row_loss, im.llm.logits(), targets, T, V,
-                                                 static_cast<float>(options.grad_scale * inv_n),
-                                                 st));
+  VILA_RETURN_IF_ERROR(
+      cuda::train_cross_entropy(dlogits, row_loss, im.llm.logits(), DType::kBF16, targets, T, V,
+                                static_cast<float>(options.grad_scale * inv_n), st));
   im.row_loss.resize(static_cast<size_t>(T));
   VILA_RETURN_IF_ERROR(
       cuda::copy_to_host(im.row_loss.data(), row_loss, im.row_loss.size() * sizeof(float), st));
