@@ -8,8 +8,9 @@
 #   call's tree is limited to 64 MiB; with bins.tar.xz present the bare binaries need not travel)
 # then through the device tool, with .devdata/lead in `carry`:
 #   bash scripts/device_train_bench.sh        (logs and JSON under $OUT)
-# Environment: DEST (default .devdata/lead), LLM_ARGS, VLM_ARGS (our side), TORCH_LLM_ARGS,
-# TORCH_VLM_ARGS (the peer), TORCH_LIMIT (seconds per peer run).
+# Environment: DEST (default .devdata/lead), WHAT ("llm vlm": which models, each ours then the
+# peer), LLM_ARGS, VLM_ARGS (our side), TORCH_LLM_ARGS, TORCH_VLM_ARGS (the peer), TORCH_LIMIT
+# (seconds per peer run; torch.compile's first compile on a fresh machine takes minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEST="${DEST:-.devdata/lead}"
@@ -24,12 +25,12 @@ export LD_LIBRARY_PATH=/tmp/l
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 LLM_ARGS="${LLM_ARGS:---train-shape qwen2-1.5b --seq 2048 --batch 2}"
 VLM_ARGS="${VLM_ARGS:---vlm --train-shape qwen2-1.5b --seq 2048 --batch 2}"
-timeout 120 "$BIN/vila" bench --train $LLM_ARGS --json "$OUT/ours_llm.json" 2>&1 | tee "$OUT/ours_llm.txt"
-timeout 150 "$BIN/vila" bench --train $VLM_ARGS --json "$OUT/ours_vlm.json" 2>&1 | tee "$OUT/ours_vlm.txt"
 limit="${TORCH_LIMIT:-150}"
-timeout $((limit + 30)) python3 scripts/bench_torch_train.py ${TORCH_LLM_ARGS:---shape qwen2-1.5b --seq 2048 --batch 2} \
-  --time-limit "$limit" --json "$OUT/torch_llm.json" >"$OUT/torch_llm.txt" 2>&1
-echo "torch llm rc=$?"; grep -v Warning "$OUT/torch_llm.txt" | tail -12
-timeout $((limit + 30)) python3 scripts/bench_torch_train.py ${TORCH_VLM_ARGS:---vlm --shape qwen2-1.5b --seq 2048 --batch 2} \
-  --time-limit "$limit" --json "$OUT/torch_vlm.json" >"$OUT/torch_vlm.txt" 2>&1
-echo "torch vlm rc=$?"; grep -v Warning "$OUT/torch_vlm.txt" | tail -12
+for what in ${WHAT:-llm vlm}; do
+  if [ "$what" = llm ]; then ours="$LLM_ARGS"; peer="${TORCH_LLM_ARGS:---shape qwen2-1.5b --seq 2048 --batch 2}"
+  else ours="$VLM_ARGS"; peer="${TORCH_VLM_ARGS:---vlm --shape qwen2-1.5b --seq 2048 --batch 2}"; fi
+  timeout 150 "$BIN/vila" bench --train $ours --json "$OUT/ours_$what.json" 2>&1 | tee "$OUT/ours_$what.txt"
+  timeout $((limit + 30)) python3 scripts/bench_torch_train.py $peer --time-limit "$limit" \
+    --json "$OUT/torch_$what.json" >"$OUT/torch_$what.txt" 2>&1
+  echo "torch $what rc=$?"; grep -v Warning "$OUT/torch_$what.txt" | tail -12
+done

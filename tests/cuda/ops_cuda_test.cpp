@@ -295,9 +295,44 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
       return f;
     };
     EXPECT_LE(max_rel_error(to_f32(dout), post), 8e-3) << m << "x" << n << "x" << k;
-    if (gelu) EXPECT_LE(max_rel_error(to_f32(daux), pre), 8e-3) << m << "x" << n << "x" << k;
+    if (gelu) {
+      EXPECT_LE(max_rel_error(to_f32(daux), pre), 8e-3) << m << "x" << n << "x" << k;
+    }
   }
   EXPECT_EQ((*blas)->scratch_bytes(), 0u);
+  {  // residual: fp32 out = x Wᵀ + b + res, res left as it was
+    constexpr int64_t m = 37, n = 72, k = 40;
+    const auto x = random_floats(rng, m * k);
+    const auto w = random_floats(rng, n * k, 0.3f);
+    const auto b = random_floats(rng, n);
+    const auto res = random_floats(rng, m * n);
+    std::vector<uint16_t> wb(w.size()), xb(x.size());
+    ASSERT_TRUE(convert_from_f32(w.data(), DType::kBF16, wb.data(), n * k).ok());
+    ASSERT_TRUE(convert_from_f32(x.data(), DType::kBF16, xb.data(), m * k).ok());
+    std::vector<float> x_rounded(x.size());
+    ASSERT_TRUE(convert_to_f32(DType::kBF16, xb.data(), x_rounded.data(), m * k).ok());
+    cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}},
+                         {const_cast<float*>(b.data()), DType::kF32, {n}}};
+    std::vector<float> ref(static_cast<size_t>(m * n));
+    ASSERT_TRUE(
+        cpu::linear({ref.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
+            .ok());
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += res[i];
+    cuda::DeviceBuffer dx = upload(xb), dw = upload(wb), db = upload(b), dres = upload(res);
+    cuda::DeviceBuffer dout = poisoned(ref.size() * 4);
+    cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k};
+    cuda::LinearArgs args;
+    args.out = dout.data();
+    args.in = dx.data();
+    args.rows = m;
+    args.residual = dres.data();
+    const Status s = cuda::linear(**blas, args, dlw, nullptr);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5);
+    EXPECT_EQ(download(dres, res.size()), res);
+    args.accumulate = true;  // both: refused
+    EXPECT_FALSE(cuda::linear(**blas, args, dlw, nullptr).ok());
+  }
   // gelu_aux without gelu_tanh, or with N not a multiple of 8: refused.
   cuda::DeviceBuffer any = poisoned(64 * 64 * 2);
   cuda::DeviceLinearWeight dlw{any.data(), nullptr, DType::kBF16, 12, 8};

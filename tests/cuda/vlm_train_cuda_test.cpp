@@ -312,7 +312,9 @@ TEST(VlmCudaTest, UnreachedGradientReadsZero) {
     const bool unreached =
         name.rfind("vision_tower/", 0) == 0 || name.rfind("mm_projector/", 0) == 0;
     for (float x : g) {
-      if (unreached) ASSERT_EQ(x, 0.0f) << name;
+      if (unreached) {
+        ASSERT_EQ(x, 0.0f) << name;
+      }
       sumsq += static_cast<double>(x) * x;
     }
     zero_tensors += unreached ? 1 : 0;

@@ -11,6 +11,7 @@
 #include "cmd_bench_train.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -30,6 +31,8 @@ namespace vila::cli {
 namespace {
 constexpr double kDatasheetTflops = 989.0;  // H100 SXM5 dense bf16
 constexpr int64_t kPeakGemm = 8192;         // m = n = k of the measured GEMM ceiling
+constexpr int kPeakTrials = 3;              // measurements of it; the best counts
+constexpr int kPeakRepeats = 10;            // GEMMs per measurement
 constexpr double kLr = 1e-4;
 }  // namespace
 
@@ -63,6 +66,18 @@ train::LanguageConfig bench_llm_config(const std::string& shape) {
   return c;
 }
 
+#ifdef VILA_WITH_CUDA
+StatusOr<double> measured_gemm_peak() {
+  double best = 0.0;
+  for (int trial = 0; trial < kPeakTrials; ++trial) {
+    VILA_ASSIGN_OR_RETURN(const double t,
+                          cuda::gemm_tflops(kPeakGemm, kPeakGemm, kPeakGemm, kPeakRepeats));
+    best = std::max(best, t);
+  }
+  return best;
+}
+#endif
+
 int run_bench_train(const TrainBenchArgs& args) {
 #ifndef VILA_WITH_CUDA
   (void)args;
@@ -73,7 +88,7 @@ int run_bench_train(const TrainBenchArgs& args) {
   const train::LanguageConfig c = bench_llm_config(args.shape);
   auto info = cuda::device_info(0);
   if (!info.ok()) return report_error(info.status());
-  auto peak = cuda::gemm_tflops(kPeakGemm, kPeakGemm, kPeakGemm, 5);
+  auto peak = measured_gemm_peak();
   if (!peak.ok()) return report_error(peak.status());
   train::CudaTrainOptions opt;
   opt.batch = args.batch;

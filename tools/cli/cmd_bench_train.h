@@ -33,6 +33,11 @@ void add_train_bench_options(CLI::App* cmd, TrainBenchArgs* args);
 int run_bench_train(const TrainBenchArgs& args);
 // The Qwen2 geometry of --train-shape ("qwen2-1.5b": Qwen2.5-1.5B, "qwen2-0.5b"), tied embeddings.
 train::LanguageConfig bench_llm_config(const std::string& shape);
+#ifdef VILA_WITH_CUDA
+// The bf16 GEMM peak the MFU is taken against: the best of several cuBLASLt 8192³ measurements
+// (one measurement varies by several percent with clocks; the best is the conservative peak).
+StatusOr<double> measured_gemm_peak();
+#endif
 // --vlm (cmd_bench_train_vlm.cpp).
 int run_bench_train_vlm(const TrainBenchArgs& args);
 

@@ -33,7 +33,6 @@ namespace vila::cli {
 namespace {
 
 constexpr int64_t kTextPrefix = 16;  // text tokens before the image of a sample
-constexpr int64_t kPeakGemm = 8192;
 constexpr double kLr = 1e-4, kMaxGradNorm = 1.0;
 
 train::VlmConfig nvila_lite_config(const std::string& llm_shape) {
@@ -131,7 +130,7 @@ int run_bench_train_vlm(const TrainBenchArgs& args) {
   }
   auto info = cuda::device_info(0);
   if (!info.ok()) return report_error(info.status());
-  auto peak = cuda::gemm_tflops(kPeakGemm, kPeakGemm, kPeakGemm, 5);
+  auto peak = measured_gemm_peak();
   if (!peak.ok()) return report_error(peak.status());
   auto counts = count_params(c);
   if (!counts.ok()) return report_error(counts.status());

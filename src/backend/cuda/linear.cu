@@ -213,6 +213,9 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
   if (args.gelu_tanh && args.accumulate) {
     return invalid_argument("linear: gelu_tanh cannot be combined with accumulate");
   }
+  if (args.residual != nullptr && (args.accumulate || args.gelu_tanh)) {
+    return invalid_argument("linear: residual cannot be combined with accumulate or gelu_tanh");
+  }
   const int64_t in_stride = args.in_row_stride == 0 ? k : args.in_row_stride;
   const int64_t out_stride = args.out_row_stride == 0 ? n : args.out_row_stride;
   if (in_stride < k || out_stride < n) {
@@ -229,8 +232,9 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
   // through the scratch path.
   const bool bias16 = w.bias != nullptr && args.out_dtype != DType::kF32 && w.bias16 != nullptr;
   if (w.bias != nullptr && args.out_dtype != DType::kF32 && !bias16) {
-    if (args.gelu_aux != nullptr) {
-      return unimplemented("linear: gelu_aux with an fp32 bias and a 16-bit output (set bias16)");
+    if (args.gelu_aux != nullptr || args.residual != nullptr) {
+      return unimplemented(
+          "linear: gelu_aux / residual with an fp32 bias and a 16-bit output (set bias16)");
     }
     return linear_bias_half(blas, args, w, in_stride, out_stride, stream);
   }
@@ -244,7 +248,7 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
                     static_cast<int>(args.out_dtype),
                     w.bias != nullptr,
                     args.gelu_tanh,
-                    args.accumulate,
+                    args.accumulate || args.residual != nullptr,  // beta 1
                     bias16,
                     args.gelu_aux != nullptr};
   auto& slot = blas.plans().plans[key];
@@ -264,15 +268,17 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &args.gelu_aux, sizeof(args.gelu_aux)));
   }
-  if (new_plan && blas.autotune() && !args.accumulate) {
+  if (new_plan && blas.autotune() && !args.accumulate) {  // (a residual is only read: C != D)
     const LtTuneCall call{w.weight, args.in, args.out, 1.0f, static_cast<cudaStream_t>(stream)};
     VILA_RETURN_IF_ERROR(tune_algorithm(blas, plan, nullptr, call));
   }
-  const float alpha = 1.0f, beta = args.accumulate ? 1.0f : 0.0f;
+  const float alpha = 1.0f;
+  const float beta = args.accumulate || args.residual != nullptr ? 1.0f : 0.0f;
+  const void* c = args.residual != nullptr ? args.residual : args.out;
   VILA_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas.handle()), plan.op, &alpha,
-                                   w.weight, plan.a, args.in, plan.b, &beta, args.out, plan.d,
-                                   args.out, plan.d, &plan.algo, blas.workspace(),
-                                   blas.workspace_bytes(), static_cast<cudaStream_t>(stream)));
+                                   w.weight, plan.a, args.in, plan.b, &beta, c, plan.d, args.out,
+                                   plan.d, &plan.algo, blas.workspace(), blas.workspace_bytes(),
+                                   static_cast<cudaStream_t>(stream)));
   return ok_status();
 }
 

@@ -206,9 +206,8 @@ Status CudaLlm::layer_forward(size_t l, bool recomputing) {
   VILA_RETURN_IF_ERROR(cuda::train_qkv_rope_split(s.q, s.k, s.v, qkv, cos_, sin_, qs, st));
   VILA_RETURN_IF_ERROR(span_attention_forward(*ctx_, s.a, s.lse, s.q, s.k, s.v, spans_, dims_));
   // x2 = x + a Woᵀ
-  const size_t row_bytes = static_cast<size_t>(R * C_) * sizeof(float);
-  VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(s.x2, x, row_bytes, st));
-  VILA_RETURN_IF_ERROR(ctx_->linear_forward(s.x2, DType::kF32, s.a, R, lo.wo, C_, qd_, -1, true));
+  VILA_RETURN_IF_ERROR(
+      ctx_->linear_forward(s.x2, DType::kF32, s.a, R, lo.wo, C_, qd_, -1, false, nullptr, x));
   // h2 = rms(x2); gu = h2 Wguᵀ (R, 2F) bf16
   VILA_RETURN_IF_ERROR(
       cuda::train_rms_norm_forward(s.h2, s.rstd2, s.x2, P.value(lo.ln2), R, C_, eps, st));
@@ -217,9 +216,8 @@ Status CudaLlm::layer_forward(size_t l, bool recomputing) {
   if (recomputing) return ok_status();  // the layer output is already saved (m: by the backward)
   // x_out = x2 + (silu(g) u) Wdownᵀ
   VILA_RETURN_IF_ERROR(cuda::train_silu_mul(s.m, s.gu, R, F_, st));
-  float* x_out = xs_[l + 1];
-  VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(x_out, s.x2, row_bytes, st));
-  return ctx_->linear_forward(x_out, DType::kF32, s.m, R, lo.wdown, C_, F_, -1, true);
+  return ctx_->linear_forward(xs_[l + 1], DType::kF32, s.m, R, lo.wdown, C_, F_, -1, false, nullptr,
+                              s.x2);
 }
 
 // dx (R, C) f32: d(layer output) on entry, d(layer input) on return.

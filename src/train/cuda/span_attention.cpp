@@ -16,15 +16,19 @@ constexpr int64_t kFlashHeadDims[] = {16, 32, 64, 72, 80, 96, 128};
 constexpr int64_t kFlashBackwardHeadDims[] = {64, 72, 80, 128};
 constexpr int64_t kFlashStrideMultiple = 8;  // elements: 16-byte rows
 
-bool flash_supports(const AttnDims& d) {
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The flash kernels take this head dim, these row strides and (16-byte) operand addresses.
+bool flash_supports(const AttnDims& d, const void* q, const void* k, const void* v) {
   const bool dim = std::find(std::begin(kFlashHeadDims), std::end(kFlashHeadDims), d.head_dim) !=
                    std::end(kFlashHeadDims);
   return dim && (d.heads * d.head_dim) % kFlashStrideMultiple == 0 &&
-         (d.kv_heads * d.head_dim) % kFlashStrideMultiple == 0;
+         d.qs() % kFlashStrideMultiple == 0 && d.kvs() % kFlashStrideMultiple == 0 &&
+         aligned16(q) && aligned16(k) && aligned16(v);
 }
 
-bool flash_backward_supports(const AttnDims& d) {
-  return flash_supports(d) &&
+bool flash_backward_supports(const AttnDims& d, const void* q, const void* k, const void* v) {
+  return flash_supports(d, q, k, v) &&
          std::find(std::begin(kFlashBackwardHeadDims), std::end(kFlashBackwardHeadDims),
                    d.head_dim) != std::end(kFlashBackwardHeadDims);
 }
@@ -85,9 +89,10 @@ struct KvOperands {
 StatusOr<KvOperands> kv_operands(TrainContext& ctx, const SpanScratch& s, const void* k,
                                  const void* v, const Span& span, const AttnDims& d) {
   const int64_t kvd = d.kv_heads * d.head_dim;
-  const void* ks = at(k, span.start, kvd);
-  const void* vs = at(v, span.start, kvd);
-  if (d.heads == d.kv_heads) return KvOperands{ks, vs, kvd};
+  const void* ks = at(k, span.start, d.kvs());
+  const void* vs = at(v, span.start, d.kvs());
+  if (d.heads == d.kv_heads) return KvOperands{ks, vs, d.kvs()};
+  if (d.kvs() != kvd) return unimplemented("span attention: strided k / v under GQA");
   const cuda::QkvShape qs{span.len, span.len, static_cast<int>(d.heads),
                           static_cast<int>(d.kv_heads), static_cast<int>(d.head_dim)};
   VILA_RETURN_IF_ERROR(cuda::train_expand_kv(s.k_exp, ks, qs, ctx.st()));
@@ -99,10 +104,9 @@ StatusOr<KvOperands> kv_operands(TrainContext& ctx, const SpanScratch& s, const 
 Status scores_and_softmax(TrainContext& ctx, const SpanScratch& s, const void* q,
                           const KvOperands& kv, int64_t len, const AttnDims& d) {
   const int64_t D = d.head_dim;
-  const int64_t qd = d.heads * D;
   cuda::GemmArgs sa;
   sa.m = len, sa.n = len, sa.k = D;
-  sa.a = q, sa.lda = qd, sa.stride_a = D;
+  sa.a = q, sa.lda = d.qs(), sa.stride_a = D;
   sa.b = kv.k, sa.ldb = kv.ld, sa.trans_b = true, sa.stride_b = D;
   sa.c = s.s, sa.ldc = len, sa.stride_c = len * len;
   sa.alpha = 1.0f / std::sqrt(static_cast<float>(D));
@@ -134,13 +138,12 @@ Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const vo
                               const AttnDims& d) {
   const int64_t D = d.head_dim;
   const int64_t qd = d.heads * D;
-  const int64_t kvd = d.kv_heads * D;
-  if (flash_supports(d)) {
+  if (flash_supports(d, q, k, v)) {
     cuda::DenseAttentionArgs a;
     a.out_row_stride = qd;
-    a.q_row_stride = qd;
-    a.k_row_stride = kvd;
-    a.v_row_stride = kvd;
+    a.q_row_stride = d.qs();
+    a.k_row_stride = d.kvs();
+    a.v_row_stride = d.kvs();
     a.n_head = static_cast<int>(d.heads);
     a.n_head_kv = static_cast<int>(d.kv_heads);
     a.head_dim = static_cast<int>(D);
@@ -150,10 +153,11 @@ Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const vo
     for (size_t i = 0; i < (uniform ? 1 : spans.size()); ++i) {
       const Span& sp = spans[i];
       a.out = static_cast<uint16_t*>(out) + sp.start * qd;
-      a.q = at(q, sp.start, qd);
-      a.k = at(k, sp.start, kvd);
-      a.v = at(v, sp.start, kvd);
-      a.lse = flash_backward_supports(d) && lse != nullptr ? lse + sp.start * d.heads : nullptr;
+      a.q = at(q, sp.start, d.qs());
+      a.k = at(k, sp.start, d.kvs());
+      a.v = at(v, sp.start, d.kvs());
+      a.lse = flash_backward_supports(d, q, k, v) && lse != nullptr ? lse + sp.start * d.heads
+                                                                    : nullptr;
       a.batch = uniform ? static_cast<int>(spans.size()) : 1;
       a.seq = static_cast<int>(sp.len);
       VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, ctx.st()));
@@ -162,7 +166,7 @@ Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const vo
   }
   VILA_ASSIGN_OR_RETURN(SpanScratch s, get_scratch(ctx, d, longest(spans), false));
   for (const Span& sp : spans) {
-    const void* qs = at(q, sp.start, qd);
+    const void* qs = at(q, sp.start, d.qs());
     VILA_ASSIGN_OR_RETURN(KvOperands kv, kv_operands(ctx, s, k, v, sp, d));
     VILA_RETURN_IF_ERROR(scores_and_softmax(ctx, s, qs, kv, sp.len, d));
     // out (L, D) per head = P v
@@ -187,14 +191,28 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
   const int64_t D = d.head_dim;
   const int64_t qd = d.heads * D;
   const int64_t kvd = d.kv_heads * D;
+  const int64_t nqkv = qd + 2 * kvd;
   int64_t rows = 0;
   for (const Span& sp : spans) rows = std::max(rows, sp.start + sp.len);
-  VILA_ASSIGN_OR_RETURN(float* dq, ctx.scratch.get<float>("attn.fdq", rows * qd));
-  VILA_ASSIGN_OR_RETURN(float* dk, ctx.scratch.get<float>("attn.fdk", rows * kvd));
-  VILA_ASSIGN_OR_RETURN(float* dv, ctx.scratch.get<float>("attn.fdv", rows * kvd));
+  // Without RoPE and GQA the merge is a conversion: dq | dk | dv go into one (rows, nqkv) buffer.
+  const bool direct = cos == nullptr && d.heads == d.kv_heads;
+  float *dq = nullptr, *dk = nullptr, *dv = nullptr;
   cuda::AttentionBackwardArgs a;
-  a.dq_row_stride = a.q_row_stride = a.out_row_stride = a.dout_row_stride = qd;
-  a.dk_row_stride = a.dv_row_stride = a.k_row_stride = a.v_row_stride = kvd;
+  if (direct) {
+    VILA_ASSIGN_OR_RETURN(dq, ctx.scratch.get<float>("attn.fdqkv", rows * nqkv));
+    dk = dq + qd;
+    dv = dk + kvd;
+    a.dq_row_stride = a.dk_row_stride = a.dv_row_stride = nqkv;
+  } else {
+    VILA_ASSIGN_OR_RETURN(dq, ctx.scratch.get<float>("attn.fdq", rows * qd));
+    VILA_ASSIGN_OR_RETURN(dk, ctx.scratch.get<float>("attn.fdk", rows * kvd));
+    VILA_ASSIGN_OR_RETURN(dv, ctx.scratch.get<float>("attn.fdv", rows * kvd));
+    a.dq_row_stride = qd;
+    a.dk_row_stride = a.dv_row_stride = kvd;
+  }
+  a.out_row_stride = a.dout_row_stride = qd;
+  a.q_row_stride = d.qs();
+  a.k_row_stride = a.v_row_stride = d.kvs();
   a.n_head = static_cast<int>(d.heads);
   a.n_head_kv = static_cast<int>(d.kv_heads);
   a.head_dim = static_cast<int>(D);
@@ -203,12 +221,12 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
   const bool uniform = is_uniform(spans);
   for (size_t i = 0; i < (uniform ? 1 : spans.size()); ++i) {
     const Span& sp = spans[i];
-    a.dq = dq + sp.start * qd;
-    a.dk = dk + sp.start * kvd;
-    a.dv = dv + sp.start * kvd;
-    a.q = at(sv.q, sp.start, qd);
-    a.k = at(sv.k, sp.start, kvd);
-    a.v = at(sv.v, sp.start, kvd);
+    a.dq = dq + sp.start * a.dq_row_stride;
+    a.dk = dk + sp.start * a.dk_row_stride;
+    a.dv = dv + sp.start * a.dv_row_stride;
+    a.q = at(sv.q, sp.start, d.qs());
+    a.k = at(sv.k, sp.start, d.kvs());
+    a.v = at(sv.v, sp.start, d.kvs());
     a.out = at(sv.out, sp.start, qd);
     a.dout = at(da, sp.start, qd);
     a.lse = sv.lse + sp.start * d.heads;
@@ -219,6 +237,7 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
         ctx.scratch.get_bytes("attn.fws", cuda::attention_backward_workspace_bytes(a)));
     VILA_RETURN_IF_ERROR(cuda::flash_attention_backward(a, ctx.st()));
   }
+  if (direct) return cuda::train_f32_to_bf16(dqkv, dq, rows * nqkv, ctx.st());
   const cuda::QkvShape shape{rows, rows, static_cast<int>(d.heads), static_cast<int>(d.kv_heads),
                              static_cast<int>(D)};
   return cuda::train_qkv_grad_merge(dqkv, dq, dk, dv, cos, sin, shape, ctx.st(),
@@ -230,7 +249,7 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
 Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnSaved& sv,
                                const float* cos, const float* sin, const std::vector<Span>& spans,
                                const AttnDims& d) {
-  if (flash_backward_supports(d) && sv.lse != nullptr) {
+  if (flash_backward_supports(d, sv.q, sv.k, sv.v) && sv.lse != nullptr) {
     return flash_backward(ctx, dqkv, da, sv, cos, sin, spans, d);
   }
   const int64_t D = d.head_dim;
@@ -245,7 +264,7 @@ Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, co
   VILA_ASSIGN_OR_RETURN(SpanScratch s, get_scratch(ctx, d, longest(spans), true));
   for (const Span& sp : spans) {
     const int64_t L = sp.len;
-    const void* qs = at(q, sp.start, qd);
+    const void* qs = at(q, sp.start, d.qs());
     const void* das = at(da, sp.start, qd);
     VILA_ASSIGN_OR_RETURN(KvOperands kv, kv_operands(ctx, s, k, v, sp, d));
     VILA_RETURN_IF_ERROR(scores_and_softmax(ctx, s, qs, kv, L, d));
@@ -277,7 +296,7 @@ Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, co
     VILA_RETURN_IF_ERROR(ctx.gemm->gemm(dq, ctx.st()));
     cuda::GemmArgs dk = dq;
     dk.trans_a = true;
-    dk.b = qs, dk.ldb = qd;
+    dk.b = qs, dk.ldb = d.qs();
     dk.c = s.dk;
     VILA_RETURN_IF_ERROR(ctx.gemm->gemm(dk, ctx.st()));
     const cuda::QkvShape shape{L, L, static_cast<int>(d.heads), static_cast<int>(d.kv_heads),

@@ -2,8 +2,9 @@
 // (a packed sample of the LLM row, an image of the vision tower, a batch row of the benchmark),
 // with a causal (LLM) or full (SigLIP) mask, GQA, on q / k / v already projected (and rotated).
 //
-// Shapes: R rows; q (R, H·D), k, v (R, Hkv·D) bf16, row strides H·D and Hkv·D; query head h reads
-// KV head h / (H / Hkv). Per span of L rows and head h:
+// Shapes: R rows; q (R, H·D), k, v (R, Hkv·D) bf16, row strides H·D and Hkv·D, or q_stride and
+// kv_stride (e.g. the column blocks of one (R, (H + 2 Hkv)·D) q/k/v GEMM output, without a split);
+// query head h reads KV head h / (H / Hkv). Per span of L rows and head h:
 //   S = scale q kᵀ (L, L),  P = softmax(S) (causal: keys <= query),  out = P v
 // Forward: flash_attention_dense (no L² buffer) when it supports D, else the materialised form
 // below. Backward: FlashAttention-2 (flash_attention_backward.h, from the forward's log-sum-exp)
@@ -12,7 +13,9 @@
 //   S, P recomputed;  dV = Pᵀ dA;  dP = dA Vᵀ;  dS = P ⊙ (dP - Σ_j P dP);
 //   dQ = scale dS K;  dK = scale dSᵀ Q   (fp32, per query head)
 // then train_qkv_grad_merge writes dqkv (R, (H + 2 Hkv) D) bf16: the query heads of each KV head
-// summed, RoPE undone through the per-row tables cos, sin (R, D/2) (null: no RoPE).
+// summed, RoPE undone through the per-row tables cos, sin (R, D/2) (null: no RoPE). Without RoPE
+// and GQA the flash backward writes dq, dk, dv straight into the column blocks of one fp32
+// (R, 3 H·D) buffer and a conversion replaces the merge.
 // Scratch: (H, L, L) fp32 + bf16 for the longest span, plus (L, H·D) per operand.
 #pragma once
 
@@ -32,6 +35,9 @@ struct Span {
 struct AttnDims {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
   bool causal = true;
+  int64_t q_stride = 0, kv_stride = 0;  // row strides (elements) of q and of k, v; 0: compact
+  int64_t qs() const { return q_stride > 0 ? q_stride : heads * head_dim; }
+  int64_t kvs() const { return kv_stride > 0 ? kv_stride : kv_heads * head_dim; }
 };
 
 // Spans of a packed row from its segment ids (T) (null: one span of T rows).

@@ -23,7 +23,7 @@ StatusOr<std::unique_ptr<TrainContext>> make_train_context() {
 
 Status TrainContext::linear_forward(void* out, DType out_dtype, const void* in, int64_t rows,
                                     int64_t w_off, int64_t n, int64_t k, int64_t b_off,
-                                    bool accumulate, void* gelu_aux) const {
+                                    bool accumulate, void* gelu_aux, const void* residual) const {
   cuda::DeviceLinearWeight w;
   w.weight = params->value16(w_off);
   w.bias = b_off >= 0 ? params->value(b_off) : nullptr;
@@ -39,6 +39,7 @@ Status TrainContext::linear_forward(void* out, DType out_dtype, const void* in, 
   a.accumulate = accumulate;
   a.gelu_tanh = gelu_aux != nullptr;
   a.gelu_aux = gelu_aux;
+  a.residual = residual;
   return cuda::linear(*blas, a, w, st());
 }
 

@@ -59,10 +59,11 @@ struct TrainContext {
   // out (rows, n) [+]= in (rows, k) bf16 · W (n, k)ᵀ [+ bias]; W at parameter offset w_off,
   // bias at b_off (< 0: none; a bf16 output adds the bias's bf16 copy in cuBLASLt's epilogue, as
   // autocast does). out_dtype kF32 or kBF16. gelu_aux non-null (bf16 output, not accumulate):
-  // out = gelu_tanh(pre) and pre = in Wᵀ + bias written to gelu_aux (rows, n) bf16.
+  // out = gelu_tanh(pre) and pre = in Wᵀ + bias written to gelu_aux (rows, n) bf16. residual
+  // (rows, n) of out_dtype non-null (not with accumulate): out = in Wᵀ + bias + residual.
   Status linear_forward(void* out, DType out_dtype, const void* in, int64_t rows, int64_t w_off,
                         int64_t n, int64_t k, int64_t b_off, bool accumulate,
-                        void* gelu_aux = nullptr) const;
+                        void* gelu_aux = nullptr, const void* residual = nullptr) const;
   // For y = x Wᵀ (+ b) with dy (rows, n) bf16 and x (rows, k) bf16: dW (n, k) += dyᵀ x and
   // db += Σ dy when the parameter is trainable (b_off < 0: no bias); dx (rows, k) = dy W written
   // (or with beta_dx = 1 added to) unless dx is null. dW and db follow DeviceParams' lazy zeroing

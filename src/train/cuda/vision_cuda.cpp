@@ -64,6 +64,12 @@ Status CudaVisionTower::bind(const VisionTowerConfig& config, TrainContext& ctx)
   return ok_status();
 }
 
+AttnDims CudaVisionTower::attn_dims() const {
+  AttnDims d{cfg_.heads, cfg_.heads, cfg_.head_dim(), /*causal=*/false};
+  d.q_stride = d.kv_stride = 3 * C_;  // the column blocks of the (R, 3C) q/k/v output
+  return d;
+}
+
 StatusOr<CudaVisionTower::Saved> CudaVisionTower::saved(size_t l) {
   const std::string p = "vit." + std::to_string(l) + ".";
   Scratch& s = ctx_->scratch;
@@ -77,9 +83,10 @@ StatusOr<CudaVisionTower::Saved> CudaVisionTower::saved(size_t l) {
   VILA_ASSIGN_OR_RETURN(v.rstd2, s.get<float>(p + "rstd2", R));
   VILA_ASSIGN_OR_RETURN(v.lse, s.get<float>(p + "lse", R * cfg_.heads));
   VILA_ASSIGN_OR_RETURN(v.h1, s.get<uint16_t>(p + "h1", R * C_));
-  VILA_ASSIGN_OR_RETURN(v.q, s.get<uint16_t>(p + "q", R * C_));
-  VILA_ASSIGN_OR_RETURN(v.k, s.get<uint16_t>(p + "k", R * C_));
-  VILA_ASSIGN_OR_RETURN(v.v, s.get<uint16_t>(p + "v", R * C_));
+  // q | k | v: the column blocks of one (R, 3C) bf16 GEMM output (row stride 3C, no split)
+  VILA_ASSIGN_OR_RETURN(v.q, s.get<uint16_t>(p + "qkv", R * 3 * C_));
+  v.k = v.q + C_;
+  v.v = v.q + 2 * C_;
   VILA_ASSIGN_OR_RETURN(v.a, s.get<uint16_t>(p + "a", R * C_));
   VILA_ASSIGN_OR_RETURN(v.h2, s.get<uint16_t>(p + "h2", R * C_));
   VILA_ASSIGN_OR_RETURN(v.f1, s.get<uint16_t>(p + "f1", R * F_));
@@ -128,22 +135,17 @@ Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
   const int64_t C = C_;
   const int64_t F = F_;
   const auto eps = static_cast<float>(cfg_.layer_norm_eps);
-  // h1 = LN1(x); qkv (R, 3C) f32 = h1 Wqkvᵀ + b; split -> q, k, v bf16
+  // h1 = LN1(x); [q | k | v] (R, 3C) bf16 = h1 Wqkvᵀ + b, attended in place (strided)
   VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(
       s.h1, s.mean1, s.rstd1, s.x, P.value(lo.ln1_w), P.value(lo.ln1_b), R, C, eps, st));
-  VILA_ASSIGN_OR_RETURN(float* qkv, sc.get<float>("vit.qkv", R * 3 * C));
   VILA_RETURN_IF_ERROR(
-      ctx_->linear_forward(qkv, DType::kF32, s.h1, R, lo.wqkv, 3 * C, C, lo.bqkv, false));
-  const int heads = static_cast<int>(cfg_.heads);
-  const cuda::QkvShape qs{R, R, heads, heads, static_cast<int>(cfg_.head_dim())};
-  VILA_RETURN_IF_ERROR(cuda::train_qkv_rope_split(s.q, s.k, s.v, qkv, nullptr, nullptr, qs, st));
-  const AttnDims dims{cfg_.heads, cfg_.heads, cfg_.head_dim(), /*causal=*/false};
+      ctx_->linear_forward(s.q, DType::kBF16, s.h1, R, lo.wqkv, 3 * C, C, lo.bqkv, false));
+  const AttnDims dims = attn_dims();
   VILA_RETURN_IF_ERROR(
       span_attention_forward(*ctx_, s.a, s.lse, s.q, s.k, s.v, uniform_spans(N_, P_), dims));
   // x2 = x + a Woᵀ + bo
-  const size_t row_bytes = static_cast<size_t>(R * C) * sizeof(float);
-  VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(s.x2, s.x, row_bytes, st));
-  VILA_RETURN_IF_ERROR(ctx_->linear_forward(s.x2, DType::kF32, s.a, R, lo.wo, C, C, lo.bo, true));
+  VILA_RETURN_IF_ERROR(
+      ctx_->linear_forward(s.x2, DType::kF32, s.a, R, lo.wo, C, C, lo.bo, false, nullptr, s.x));
   // x_out = x2 + gelu_tanh(LN2(x2) W1ᵀ + b1) W2ᵀ + b2
   VILA_RETURN_IF_ERROR(cuda::train_layer_norm_forward(
       s.h2, s.mean2, s.rstd2, s.x2, P.value(lo.ln2_w), P.value(lo.ln2_b), R, C, eps, st));
@@ -157,8 +159,7 @@ Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
         ctx_->linear_forward(s.f1, DType::kBF16, s.h2, R, lo.w1, F, C, lo.b1, false));
     VILA_RETURN_IF_ERROR(cuda::train_gelu_forward(s.g, s.f1, R * F, cuda::TrainGelu::kTanh, st));
   }
-  VILA_RETURN_IF_ERROR(cuda::copy_device_to_device(x_out, s.x2, row_bytes, st));
-  return ctx_->linear_forward(x_out, DType::kF32, s.g, R, lo.w2, C, F, lo.b2, true);
+  return ctx_->linear_forward(x_out, DType::kF32, s.g, R, lo.w2, C, F, lo.b2, false, nullptr, s.x2);
 }
 
 Status CudaVisionTower::layer_backward(size_t l, float* dx) {
@@ -189,7 +190,7 @@ Status CudaVisionTower::layer_backward(size_t l, float* dx) {
   // Attention branch
   VILA_RETURN_IF_ERROR(
       ctx_->linear_backward(da, DType::kBF16, 0.0f, dxb, s.a, R, lo.wo, C, C, lo.bo));
-  const AttnDims dims{cfg_.heads, cfg_.heads, cfg_.head_dim(), /*causal=*/false};
+  const AttnDims dims = attn_dims();
   VILA_RETURN_IF_ERROR(span_attention_backward(*ctx_, dqkv, da, {s.q, s.k, s.v, s.a, s.lse},
                                                nullptr, nullptr, uniform_spans(N_, P_), dims));
   VILA_RETURN_IF_ERROR(

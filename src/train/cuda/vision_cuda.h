@@ -4,8 +4,10 @@
 //
 // Tower, N images of S x S, P patches, C hidden, R = N·P rows:
 //   x = im2col(pixels) Wpatchᵀ + b + pos                                          (R, C) f32
-//   per layer:  h1 = LN1(x) bf16;  qkv = h1 Wqkvᵀ + b  (R, 3C);  a = attention per image (full)
-//               x2 = x + a Woᵀ + bo;   x = x2 + gelu_tanh(LN2(x2) W1ᵀ + b1) W2ᵀ + b2
+//   per layer:  h1 = LN1(x) bf16;  [q | k | v] = h1 Wqkvᵀ + b  (R, 3C) bf16 (bias in the GEMM's
+//               epilogue, attended at row stride 3C);  a = attention per image (full)
+//               x2 = x + a Woᵀ + bo;   x = x2 + gelu_tanh(LN2(x2) W1ᵀ + b1) W2ᵀ + b2  (the GELU in
+//               the fc1 GEMM's epilogue, its input kept for the backward)
 //   features = x after layers_run() layers                                         (R, C) f32
 // Projector stages (vlm_config.h projector_stages) on (N, tokens, dim):
 //   spatial-to-channel (f32 -> f32), LayerNorm (f32 -> bf16), Linear (bf16 -> bf16, or f32 when
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "train/cuda/span_attention.h"
 #include "train/cuda/train_context.h"
 #include "train/model/vlm_config.h"
 
@@ -38,9 +41,10 @@ class CudaVisionTower {
   };
   struct Saved {
     float *x, *x2, *mean1, *rstd1, *mean2, *rstd2, *lse;
-    uint16_t *h1, *q, *k, *v, *a, *h2, *f1, *g;
+    uint16_t *h1, *q, *k, *v, *a, *h2, *f1, *g;  // q, k, v: column blocks of one (R, 3C) buffer
   };
   StatusOr<Saved> saved(size_t l);
+  AttnDims attn_dims() const;  // full attention over q, k, v at row stride 3C
   Status layer_forward(size_t l, float* x_out);
   Status layer_backward(size_t l, float* dx);
 
