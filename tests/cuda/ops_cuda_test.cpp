@@ -252,7 +252,8 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
   std::mt19937 rng(15);
   for (const auto& [m, n, k, gelu] : {std::tuple<int64_t, int64_t, int64_t, bool>{5, 16, 24, true},
                                       {130, 200, 136, false},
-                                      {1031, 4304, 64, true}}) {
+                                      {1031, 4304, 64, true},
+                                      {2048, 2048, 1032, true}}) {  // large enough to be tuned
     const auto x = random_floats(rng, m * k);
     const auto w = random_floats(rng, n * k, 0.3f);
     const auto b = random_floats(rng, n);

@@ -1,10 +1,10 @@
 // What linear.cu (y = x Wᵀ + b) and train_gemm.cu (the general training GEMM) share on cuBLASLt:
 // the status check, a plan (the matmul descriptor, the A / B / D layouts and the algorithm chosen
 // for them) that frees its descriptors, and the heuristic choice of that algorithm. Internal to
-// the .cu files of backend/cuda. With Blas::autotune() on, a new plan of a beta = 0 call also times
-// cuBLASLt's first kTuneCandidates heuristic answers on that call's own operands (each overwrites
-// D, which the call itself then writes) and keeps the fastest: the heuristic's first answer is
-// not always the fastest for the training shapes.
+// the .cu files of backend/cuda. With Blas::autotune() on, a new plan of a large beta = 0 call also
+// times cuBLASLt's first kTuneCandidates heuristic answers on that call's own operands (each
+// overwrites D, which the call itself then writes) and keeps the fastest: the heuristic's first
+// answer is not always the fastest for the training shapes.
 #pragma once
 
 #include <cublasLt.h>
@@ -52,32 +52,40 @@ struct LtAlignment {
   uint32_t a = 0, b = 0, d = 0;
 };
 
-// Chooses plan.algo for plan.op / a / b / d with the blas workspace; alignment null keeps
-// cuBLASLt's default assumption (256 bytes). Unimplemented naming `what` and the shape when no
-// algorithm fits.
-inline Status choose_algorithm(Blas& blas, LtPlan& plan, const LtAlignment* alignment,
-                               const char* what, int64_t m, int64_t n, int64_t k) {
-  struct PreferenceGuard {
-    cublasLtMatmulPreference_t pref = nullptr;
-    ~PreferenceGuard() {
-      if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
-    }
-  } pref;
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
-  const size_t ws = blas.workspace_bytes();
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  if (alignment != nullptr) {
+// A matmul preference (owned; destroyed with it): the blas workspace size and, when alignment is
+// non-null, the operands' minimum alignments (null keeps cuBLASLt's default assumption, 256 bytes).
+struct LtPreference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  LtPreference() = default;
+  LtPreference(const LtPreference&) = delete;
+  LtPreference& operator=(const LtPreference&) = delete;
+  ~LtPreference() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+  }
+  Status init(const Blas& blas, const LtAlignment* alignment) {
+    VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = blas.workspace_bytes();
+    VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    if (alignment == nullptr) return ok_status();
     const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment->a},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment->b},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment->d},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment->d}};
     for (const auto& [attr, bytes] : aligns) {
-      VILA_CUBLAS_CHECK(
-          cublasLtMatmulPreferenceSetAttribute(pref.pref, attr, &bytes, sizeof(bytes)));
+      VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof(bytes)));
     }
+    return ok_status();
   }
+};
+
+// Chooses plan.algo for plan.op / a / b / d with the blas workspace (alignment: as LtPreference).
+// Unimplemented naming `what` and the shape when no algorithm fits.
+inline Status choose_algorithm(Blas& blas, LtPlan& plan, const LtAlignment* alignment,
+                               const char* what, int64_t m, int64_t n, int64_t k) {
+  LtPreference pref;
+  VILA_RETURN_IF_ERROR(pref.init(blas, alignment));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   VILA_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
@@ -103,6 +111,15 @@ struct LtTuneCall {
 
 inline constexpr int kTuneCandidates = 8;
 inline constexpr int kTuneRuns = 3;
+// Smaller GEMMs (m·n·k multiply-adds) keep the heuristic's answer: timing costs a host sync and
+// ~30 GEMM runs per new shape, which only large GEMMs repay; a run whose packed batches vary in
+// rows makes a new shape every few steps (the tiny demo model ran 3x slower when every shape was
+// tuned).
+inline constexpr double kTuneMinWork = 4.0e9;
+
+inline bool worth_tuning(int64_t m, int64_t n, int64_t k) {
+  return static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= kTuneMinWork;
+}
 
 // Times the heuristic's first kTuneCandidates algorithms for plan (descriptor attributes such as
 // the bias pointer already set) on `call` and keeps the fastest in plan.algo. Nothing is timed
@@ -112,34 +129,21 @@ inline Status tune_algorithm(Blas& blas, LtPlan& plan, const LtAlignment* alignm
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   VILA_CUDA_CHECK(cudaStreamIsCapturing(call.stream, &capture));
   if (capture != cudaStreamCaptureStatusNone) return ok_status();
-  struct Guard {
-    cublasLtMatmulPreference_t pref = nullptr;
+  struct Events {
     cudaEvent_t start = nullptr, stop = nullptr;
-    ~Guard() {
-      if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    ~Events() {
       if (start != nullptr) cudaEventDestroy(start);
       if (stop != nullptr) cudaEventDestroy(stop);
     }
   } g;
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&g.pref));
-  const size_t ws = blas.workspace_bytes();
-  VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      g.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  if (alignment != nullptr) {
-    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment->a},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment->b},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment->d},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment->d}};
-    for (const auto& [attr, bytes] : aligns) {
-      VILA_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(g.pref, attr, &bytes, sizeof(bytes)));
-    }
-  }
+  LtPreference pref;
+  VILA_RETURN_IF_ERROR(pref.init(blas, alignment));
   cublasLtMatmulHeuristicResult_t found_algos[kTuneCandidates] = {};
   int found = 0;
   const auto handle = static_cast<cublasLtHandle_t>(blas.handle());
   VILA_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan.op, plan.a, plan.b, plan.d, plan.d,
-                                                   g.pref, kTuneCandidates, found_algos, &found));
+                                                   pref.pref, kTuneCandidates, found_algos,
+                                                   &found));
   if (found <= 1) return ok_status();
   VILA_CUDA_CHECK(cudaEventCreate(&g.start));
   VILA_CUDA_CHECK(cudaEventCreate(&g.stop));

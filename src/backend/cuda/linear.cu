@@ -268,7 +268,8 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &args.gelu_aux, sizeof(args.gelu_aux)));
   }
-  if (new_plan && blas.autotune() && !args.accumulate) {  // (a residual is only read: C != D)
+  if (new_plan && blas.autotune() && !args.accumulate &&
+      worth_tuning(rows, n, k)) {  // (a residual is only read: C != D)
     const LtTuneCall call{w.weight, args.in, args.out, 1.0f, static_cast<cudaStream_t>(stream)};
     VILA_RETURN_IF_ERROR(tune_algorithm(blas, plan, nullptr, call));
   }

@@ -33,8 +33,9 @@ class Blas {
   void* workspace() const { return workspace_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
   size_t cached_plans() const;
-  // When on, a GEMM shape's first beta = 0 call times cuBLASLt's leading heuristic candidates on
-  // its operands and keeps the fastest (cublaslt_plan.cuh); off (the default): the first answer.
+  // When on, a large GEMM shape's first beta = 0 call times cuBLASLt's leading heuristic
+  // candidates on its operands and keeps the fastest (cublaslt_plan.cuh); off (the default): the
+  // first answer.
   // The training engine turns it on; the plans made before keep their algorithm.
   void set_autotune(bool on) { autotune_ = on; }
   bool autotune() const { return autotune_; }

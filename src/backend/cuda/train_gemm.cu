@@ -126,7 +126,7 @@ Status TrainGemm::gemm(const GemmArgs& g, void* stream) {
   if (slot == nullptr) {
     auto plan = std::make_unique<Plan>();
     VILA_RETURN_IF_ERROR(build(blas_, key, *plan));
-    if (blas_.autotune() && g.beta == 0.0f) {
+    if (blas_.autotune() && g.beta == 0.0f && worth_tuning(g.m * g.batch, g.n, g.k)) {
       const LtAlignment alignment = lt_alignment(key);
       const LtTuneCall call{g.b, g.a, g.c, g.alpha, static_cast<cudaStream_t>(stream)};
       VILA_RETURN_IF_ERROR(tune_algorithm(blas_, *plan, &alignment, call));

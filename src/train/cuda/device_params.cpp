@@ -268,7 +268,8 @@ Status DeviceParams::zero_unwritten(size_t first, size_t last) {
 }
 
 StatusOr<float> DeviceParams::grad_beta(int64_t off, int64_t numel) {
-  size_t first = 0, last = 0;
+  size_t first = 0;
+  size_t last = 0;
   VILA_RETURN_IF_ERROR(grad_slots("grad_beta", off, numel, &first, &last));
   bool fresh = true;  // every slot unwritten and wholly inside the range: the GEMM writes them
   for (size_t i = first; i < last && fresh; ++i) {
@@ -284,7 +285,8 @@ StatusOr<float> DeviceParams::grad_beta(int64_t off, int64_t numel) {
 
 Status DeviceParams::prepare_grad_add(int64_t off, int64_t numel) {
   if (off >= n_trainable_) return ok_status();  // frozen: no gradient
-  size_t first = 0, last = 0;
+  size_t first = 0;
+  size_t last = 0;
   VILA_RETURN_IF_ERROR(grad_slots("prepare_grad_add", off, numel, &first, &last));
   return zero_unwritten(first, last);
 }

@@ -196,7 +196,9 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
   for (const Span& sp : spans) rows = std::max(rows, sp.start + sp.len);
   // Without RoPE and GQA the merge is a conversion: dq | dk | dv go into one (rows, nqkv) buffer.
   const bool direct = cos == nullptr && d.heads == d.kv_heads;
-  float *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
   cuda::AttentionBackwardArgs a;
   if (direct) {
     VILA_ASSIGN_OR_RETURN(dq, ctx.scratch.get<float>("attn.fdqkv", rows * nqkv));

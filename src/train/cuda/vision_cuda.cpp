@@ -128,7 +128,6 @@ Status CudaVisionTower::forward(const float* pixels, int64_t n_images) {
 Status CudaVisionTower::layer_forward(size_t l, float* x_out) {
   const LayerOffsets& lo = layers_[l];
   VILA_ASSIGN_OR_RETURN(Saved s, saved(l));
-  Scratch& sc = ctx_->scratch;
   void* st = ctx_->st();
   const DeviceParams& P = *ctx_->params;
   const int64_t R = R_;
