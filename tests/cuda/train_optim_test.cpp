@@ -2,8 +2,8 @@
 // cross entropy over fp32 and bf16 logits (bf16 also in place, dlogits over the logits), with
 // ignored rows and a vocabulary that is not a multiple of the block; the gradient sum of squares;
 // AdamW with decay on a prefix, clipping, and counts that are not multiples of 4 (the vectorised
-// kernel's tail). Outputs poisoned with 0xff bytes (NaN) first. Skips cleanly without a CUDA build
-// or a GPU.
+// kernel's tail); the fixed-order partial sums (partials.h) and the grouped embedding backward.
+// Outputs poisoned with 0xff bytes (NaN) first. Skips cleanly without a CUDA build or a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +15,8 @@
 
 #ifdef VILA_WITH_CUDA
 #include "backend/cuda/memory.h"
+#include "backend/cuda/partials.h"
+#include "backend/cuda/train_ops.h"
 #include "backend/cuda/train_optim.h"
 #include "core/dtype.h"
 #endif
@@ -197,6 +199,59 @@ TEST(TrainOptimCuda, AdamWRejectsMisalignedBuffers) {
   const Status s = cuda::train_adamw(b.as<float>() + 1, b16.data(), b.as<float>(), b.as<float>(),
                                      b.as<float>(), 8, 0, st, nullptr);
   EXPECT_FALSE(s.ok());
+}
+
+// partials.h: the fixed-order sum of per-block partials, against a double host sum, and bitwise
+// the same on a second call (what makes the training step reproducible).
+TEST(TrainOptimCuda, AddPartialsIsExactlyRepeatable) {
+  VILA_SKIP_WITHOUT_GPU();
+  constexpr int64_t kGroups = 1001, kN = 77;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> parts(kGroups * kN), base(kN);
+  for (float& x : parts) x = dist(rng);
+  for (float& x : base) x = dist(rng);
+  cuda::DeviceBuffer pd = upload(parts), o1 = upload(base), o2 = upload(base);
+  ASSERT_TRUE(cuda::add_partials(o1.as<float>(), pd.as<float>(), kGroups, kN, true, nullptr).ok());
+  ASSERT_TRUE(cuda::add_partials(o2.as<float>(), pd.as<float>(), kGroups, kN, true, nullptr).ok());
+  const std::vector<float> r1 = download<float>(o1, kN), r2 = download<float>(o2, kN);
+  for (int64_t c = 0; c < kN; ++c) {
+    double ref = base[c];
+    for (int64_t g = 0; g < kGroups; ++g) ref += parts[g * kN + c];
+    EXPECT_NEAR(r1[c], ref, 1e-4) << "column " << c;
+    EXPECT_EQ(r1[c], r2[c]) << "column " << c;
+  }
+  EXPECT_FALSE(cuda::add_partials(o1.as<float>(), pd.as<float>(), 0, kN, true, nullptr).ok());
+}
+
+// The embedding backward's row groups (host) and the grouped scatter (device) against a host sum.
+TEST(TrainOptimCuda, EmbeddingBackwardByGroups) {
+  VILA_SKIP_WITHOUT_GPU();
+  const std::vector<int32_t> ids = {3, 1, 3, 0, 1, 3};
+  cuda::EmbeddingGroups groups;
+  cuda::embedding_groups(ids.data(), static_cast<int64_t>(ids.size()), &groups);
+  EXPECT_EQ(groups.order, (std::vector<int32_t>{3, 1, 4, 0, 2, 5}));
+  EXPECT_EQ(groups.seg_start, (std::vector<int32_t>{0, 1, 3, 6}));
+  EXPECT_EQ(groups.seg_id, (std::vector<int32_t>{0, 1, 3}));
+  constexpr int64_t kVocab = 5, kCols = 7;
+  const auto rows = static_cast<int64_t>(ids.size());
+  std::mt19937 rng(14);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> dx(rows * kCols), table(kVocab * kCols);
+  for (float& x : dx) x = dist(rng);
+  for (float& x : table) x = dist(rng);
+  std::vector<float> ref = table;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < kCols; ++c) ref[ids[r] * kCols + c] += dx[r * kCols + c];
+  }
+  cuda::DeviceBuffer td = upload(table), dxd = upload(dx), od = upload(groups.order),
+                     sd = upload(groups.seg_start), idd = upload(groups.seg_id);
+  ASSERT_TRUE(cuda::train_embedding_backward(
+                  td.as<float>(), dxd.as<float>(), od.as<int32_t>(), sd.as<int32_t>(),
+                  idd.as<int32_t>(), static_cast<int64_t>(groups.seg_id.size()), kCols, nullptr)
+                  .ok());
+  const std::vector<float> got = download<float>(td, table.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-5) << "element " << i;
 }
 
 #else

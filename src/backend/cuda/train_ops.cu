@@ -3,10 +3,12 @@
 // merge and the conversions move 4 elements per access (16-byte f32, 8-byte bf16) when the head
 // size and pointers allow, with 32-bit index math; a scalar instance covers the rest.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/partials.h"
 #include "backend/cuda/train_ops.h"
 
 namespace vila::cuda {
@@ -16,7 +18,8 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
-constexpr int kNormRowsPerBlock = 4;    // rows per block of the RMSNorm backward (dw partial sums)
+constexpr int64_t kNormMaxBlocks =
+    1024;                               // RMSNorm backward blocks (rows grid-strided; dw partials)
 constexpr int64_t kMaxNormCols = 8192;  // dw partials live in shared memory
 constexpr int kMaxGridX = 65535;
 constexpr int kPairVec = 4;  // q/k/v kernels and conversions: elements per vector access
@@ -64,18 +67,18 @@ __global__ void rms_forward_kernel(bf16* __restrict__ y, float* __restrict__ rst
   }
 }
 
-// kNormRowsPerBlock rows per block; dw partials in shared memory, one atomicAdd per column.
+// Rows grid-strided over at most kNormMaxBlocks blocks; dw partials in shared memory, written to
+// the block's row of dw_partials (blocks, cols) for the fixed-order sum of partials.h (no
+// atomics: reproducible).
 __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ dw,
                                     const float* __restrict__ dy, const float* __restrict__ x,
                                     const float* __restrict__ w, const float* __restrict__ rstd,
                                     int64_t rows, int64_t cols, bool accumulate,
-                                    bf16* __restrict__ dx16) {
+                                    bf16* __restrict__ dx16, float* __restrict__ dw_partials) {
   extern __shared__ float dw_part[];  // (cols)
   __shared__ float red[kWarp];
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dw_part[c] = 0.0f;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kNormRowsPerBlock;
-  const int64_t r1 = min(rows, r0 + kNormRowsPerBlock);
-  for (int64_t row = r0; row < r1; ++row) {
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const float* xr = x + row * cols;
     const float* dyr = dy + row * cols;
     const float r = rstd[row];
@@ -93,7 +96,8 @@ __global__ void rms_backward_kernel(float* __restrict__ dx, float* __restrict__ 
   }
   __syncthreads();
   if (dw == nullptr) return;  // frozen weight
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) atomicAdd(dw + c, dw_part[c]);
+  float* out = dw_partials + static_cast<int64_t>(blockIdx.x) * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[c] = dw_part[c];
 }
 
 // V floats at p (16-byte aligned when V = 4) / V bf16 at p (8-byte aligned when V = 4).
@@ -372,11 +376,19 @@ __global__ void embedding_forward_kernel(float* __restrict__ x, const float* __r
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) x[row * cols + c] = src[c];
 }
 
+// One block per group of rows sharing an id: the group's rows of dx summed in row order, then
+// added to the id's table row (one writer per row: no atomics, reproducible).
 __global__ void embedding_backward_kernel(float* __restrict__ dtable, const float* __restrict__ dx,
-                                          const int32_t* __restrict__ ids, int64_t cols) {
-  const int64_t row = blockIdx.x;
-  float* dst = dtable + static_cast<int64_t>(ids[row]) * cols;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) atomicAdd(dst + c, dx[row * cols + c]);
+                                          const int32_t* __restrict__ order,
+                                          const int32_t* __restrict__ seg_start,
+                                          const int32_t* __restrict__ seg_id, int64_t cols) {
+  const int32_t begin = seg_start[blockIdx.x], end = seg_start[blockIdx.x + 1];
+  float* dst = dtable + static_cast<int64_t>(seg_id[blockIdx.x]) * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float s = 0.0f;
+    for (int32_t i = begin; i < end; ++i) s += dx[static_cast<int64_t>(order[i]) * cols + c];
+    dst[c] += s;
+  }
 }
 
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {
@@ -451,16 +463,22 @@ Status train_rms_norm_backward(float* dx, float* dw, const float* dy, const floa
                             std::to_string(cols) + " (cols <= " + std::to_string(kMaxNormCols) +
                             ")");
   }
-  const auto blocks = static_cast<unsigned>(ceil_div(rows, int64_t{kNormRowsPerBlock}));
+  const auto blocks = static_cast<unsigned>(std::min(rows, kNormMaxBlocks));
   const size_t shared = static_cast<size_t>(cols) * sizeof(float);
   if (shared > 48 * 1024) {
     VILA_CUDA_CHECK(cudaFuncSetAttribute(rms_backward_kernel,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(shared)));
   }
+  float* partials = nullptr;  // (blocks, cols): dw per block, summed in block order below
+  if (dw != nullptr) {
+    VILA_ASSIGN_OR_RETURN(void* ws, partials_workspace(size_t{blocks} * cols * sizeof(float)));
+    partials = static_cast<float*>(ws);
+  }
   rms_backward_kernel<<<blocks, kThreads, shared, as_stream(stream)>>>(
-      dx, dw, dy, x, w, rstd, rows, cols, accumulate, static_cast<bf16*>(dx16));
+      dx, dw, dy, x, w, rstd, rows, cols, accumulate, static_cast<bf16*>(dx16), partials);
   VILA_CUDA_CHECK(cudaGetLastError());
+  if (dw != nullptr) VILA_RETURN_IF_ERROR(add_partials(dw, partials, blocks, cols, true, stream));
   return ok_status();
 }
 
@@ -610,14 +628,33 @@ Status train_embedding_forward(float* x, const float* table, const int32_t* ids,
   return ok_status();
 }
 
-Status train_embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t rows,
-                                int64_t cols, void* stream) {
-  if (rows <= 0 || cols <= 0) {
-    return invalid_argument("train_embedding_backward: bad shape " + std::to_string(rows) + " x " +
-                            std::to_string(cols));
+void embedding_groups(const int32_t* ids, int64_t rows, EmbeddingGroups* groups) {
+  groups->order.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    groups->order[static_cast<size_t>(r)] = static_cast<int32_t>(r);
+  std::stable_sort(groups->order.begin(), groups->order.end(),
+                   [ids](int32_t a, int32_t b) { return ids[a] < ids[b]; });
+  groups->seg_start.clear();
+  groups->seg_id.clear();
+  for (int64_t i = 0; i < rows; ++i) {
+    const int32_t id = ids[groups->order[static_cast<size_t>(i)]];
+    if (i == 0 || id != groups->seg_id.back()) {
+      groups->seg_start.push_back(static_cast<int32_t>(i));
+      groups->seg_id.push_back(id);
+    }
   }
-  embedding_backward_kernel<<<static_cast<unsigned>(rows), kThreads, 0, as_stream(stream)>>>(
-      dtable, dx, ids, cols);
+  groups->seg_start.push_back(static_cast<int32_t>(rows));
+}
+
+Status train_embedding_backward(float* dtable, const float* dx, const int32_t* order,
+                                const int32_t* seg_start, const int32_t* seg_id, int64_t segments,
+                                int64_t cols, void* stream) {
+  if (segments <= 0 || cols <= 0 || segments > INT32_MAX) {
+    return invalid_argument("train_embedding_backward: bad shape " + std::to_string(segments) +
+                            " groups x " + std::to_string(cols));
+  }
+  embedding_backward_kernel<<<static_cast<unsigned>(segments), kThreads, 0, as_stream(stream)>>>(
+      dtable, dx, order, seg_start, seg_id, cols);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/status.h"
 
@@ -67,8 +68,17 @@ Status train_bf16_to_f32(float* out, const void* in, int64_t n, void* stream);
 // x (R, C) f32 <- table (V, C) f32 rows ids (R) int32 (checked on the host by the caller).
 Status train_embedding_forward(float* x, const float* table, const int32_t* ids, int64_t rows,
                                int64_t cols, void* stream);
-// dtable (V, C) f32 += dx (R, C) f32 scattered to rows ids (atomicAdd).
-Status train_embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t rows,
+// The rows of a batch grouped by token id for the embedding backward: order (R) the row indices
+// sorted by id (ascending rows within an id), seg_start (U + 1) offsets into order of the U
+// groups, seg_id (U) their ids. Host code (built per batch from the host ids).
+struct EmbeddingGroups {
+  std::vector<int32_t> order, seg_start, seg_id;
+};
+void embedding_groups(const int32_t* ids, int64_t rows, EmbeddingGroups* groups);
+// dtable (V, C) f32 += dx (R, C) f32 scattered to the rows' ids, reproducibly: one block per group
+// (device copies of EmbeddingGroups; segments = U) sums its rows in order, then adds once.
+Status train_embedding_backward(float* dtable, const float* dx, const int32_t* order,
+                                const int32_t* seg_start, const int32_t* seg_id, int64_t segments,
                                 int64_t cols, void* stream);
 
 // x (n) f32 <- uniform in [-bound, bound] from a counter hash of (seed, i) (random weights for

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/partials.h"
 #include "backend/cuda/train_optim.h"
 
 namespace vila::cuda {
@@ -14,7 +15,8 @@ using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 constexpr int64_t kMaxBlocks = 65535 * 16;
-constexpr double kClipEps = 1e-6;  // torch.nn.utils.clip_grad_norm_
+constexpr double kClipEps = 1e-6;           // torch.nn.utils.clip_grad_norm_
+constexpr unsigned kSumsqMaxBlocks = 4096;  // per-block partials of the sum of squares
 
 __device__ float warp_reduce_sum(float v) {
   for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -84,7 +86,10 @@ __global__ void cross_entropy_kernel(bf16* dz, float* __restrict__ row_loss, con
   }
 }
 
-__global__ void sumsq_kernel(double* __restrict__ out, const float* __restrict__ g, int64_t n) {
+// Each block's Σ g² (double) to partials[blockIdx.x]; sumsq_finish_kernel adds them in a fixed
+// order (no atomics: the norm, and so the clipping, is bitwise reproducible).
+__global__ void sumsq_kernel(double* __restrict__ partials, const float* __restrict__ g,
+                             int64_t n) {
   __shared__ float red[kWarp];
   float s = 0.0f;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -98,8 +103,23 @@ __global__ void sumsq_kernel(double* __restrict__ out, const float* __restrict__
   if (threadIdx.x == 0) {
     double t = 0.0;
     for (int w = 0; w < static_cast<int>(blockDim.x) / kWarp; ++w) t += red[w];
-    atomicAdd(out, t);
+    partials[blockIdx.x] = t;
   }
+}
+
+// One block: *out += Σ partials (n), thread t summing t, t + blockDim.x, ... then a fixed tree.
+__global__ void sumsq_finish_kernel(double* __restrict__ out, const double* __restrict__ partials,
+                                    int n) {
+  __shared__ double red[kThreads];
+  double s = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s += partials[i];
+  red[threadIdx.x] = s;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) red[threadIdx.x] += red[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out += red[0];
 }
 
 struct AdamScalars {
@@ -212,8 +232,13 @@ Status train_cross_entropy(void* dlogits, float* row_loss, const float* logits,
 
 Status train_grad_sumsq(double* sumsq, const float* g, int64_t n, void* stream) {
   if (n <= 0) return invalid_argument("train_grad_sumsq: bad count " + std::to_string(n));
-  sumsq_kernel<<<std::min<unsigned>(blocks_for(n), 4096), kThreads, 0,
-                 static_cast<cudaStream_t>(stream)>>>(sumsq, g, n);
+  const unsigned blocks = std::min<unsigned>(blocks_for(n), kSumsqMaxBlocks);
+  VILA_ASSIGN_OR_RETURN(void* ws, partials_workspace(blocks * sizeof(double)));
+  auto* partials = static_cast<double*>(ws);
+  const auto cs = static_cast<cudaStream_t>(stream);
+  sumsq_kernel<<<blocks, kThreads, 0, cs>>>(partials, g, n);
+  VILA_CUDA_CHECK(cudaGetLastError());
+  sumsq_finish_kernel<<<1, kThreads, 0, cs>>>(sumsq, partials, static_cast<int>(blocks));
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

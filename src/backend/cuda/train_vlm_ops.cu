@@ -5,8 +5,9 @@
 //
 // Bandwidth: rows of up to kLnMaxRegCols columns (a multiple of 4, 16-byte aligned) take the
 // register LayerNorm kernels: one warp per row, the row's float4s held in registers, warp-shuffle
-// reductions, dw / db summed per lane over the warp's rows and per block in shared memory, then
-// one atomicAdd per column and block. Wider or unaligned rows take the block-per-rows fallback.
+// reductions, dw / db summed per lane over the warp's rows and per block in shared memory (warp
+// order), then across blocks in block order (partials.h). Wider or unaligned rows take the
+// block-per-rows fallback. No fp32 atomics anywhere here: every sum is bitwise reproducible.
 // GELU and the column sums use 16-byte loads / stores when the pointers allow (scalar otherwise).
 #include <algorithm>
 #include <climits>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/partials.h"
 #include "backend/cuda/train_vlm_ops.h"
 
 namespace vila::cuda {
@@ -139,17 +141,17 @@ __global__ void __launch_bounds__(kThreads)
 
 // Register LayerNorm backward: one warp per row as in the forward; lane l keeps x̂ and g = dy w of
 // its float4s in registers, and dw, db partials of the same columns summed over the warp's rows.
-// The block adds its warps' partials in shared memory, then one atomicAdd per column. dx may
-// alias dy (each element is read before it is written, by the same lane).
+// The block sums its warps' partials in shared memory in warp order into its partials row (see
+// the end of the kernel). dx may alias dy (each element is read before it is written, by the same
+// lane).
 __global__ void __launch_bounds__(kThreads, 1)
     layer_norm_backward_reg_kernel(float* dx, float* __restrict__ dw, float* __restrict__ db,
                                    const float* dy, const float* __restrict__ x,
                                    const float* __restrict__ w, const float* __restrict__ mean,
                                    const float* __restrict__ rstd, int rows, int cols,
-                                   bool accumulate, bf16* __restrict__ dx16) {
-  extern __shared__ float partials[];  // dw (C) then db (C)
+                                   bool accumulate, bf16* __restrict__ dx16,
+                                   float* __restrict__ partials) {
   const int lane = threadIdx.x % kWarp;
-  for (int c = threadIdx.x; c < 2 * cols; c += blockDim.x) partials[c] = 0.0f;
   const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   float4 dw_acc[kLnMaxVecs], db_acc[kLnMaxVecs];
 #pragma unroll
@@ -205,23 +207,25 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
-  __syncthreads();  // partials zeroed
+  // The warps' dw, db partials meet in shared memory (warp_part (warps, 2C)), summed in warp
+  // order per column into the block's rows of the (blocks, C) dw and db planes of `partials`,
+  // which add_partials sums in block order (no atomics: reproducible).
+  extern __shared__ float warp_part[];
+  float* mine = warp_part + static_cast<int64_t>(threadIdx.x / kWarp) * 2 * cols;
 #pragma unroll
   for (int j = 0; j < kLnMaxVecs; ++j) {
     const int c = (lane + j * kWarp) * kF32Vec;
     if (c < cols) {
-      const float dwv[kF32Vec] = {dw_acc[j].x, dw_acc[j].y, dw_acc[j].z, dw_acc[j].w};
-      const float dbv[kF32Vec] = {db_acc[j].x, db_acc[j].y, db_acc[j].z, db_acc[j].w};
-      for (int e = 0; e < kF32Vec; ++e) {
-        atomicAdd(partials + c + e, dwv[e]);
-        atomicAdd(partials + cols + c + e, dbv[e]);
-      }
+      *reinterpret_cast<float4*>(mine + c) = dw_acc[j];
+      *reinterpret_cast<float4*>(mine + cols + c) = db_acc[j];
     }
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-    if (dw != nullptr) atomicAdd(dw + c, partials[c]);
-    if (db != nullptr) atomicAdd(db + c, partials[cols + c]);
+  for (int c = threadIdx.x; c < 2 * cols; c += blockDim.x) {
+    float s = 0.0f;
+    for (int w = 0; w < kWarpsPerBlock; ++w) s += warp_part[w * 2 * cols + c];
+    const int64_t plane = c < cols ? 0 : gridDim.x;  // dw rows, then db rows
+    partials[(plane + blockIdx.x) * cols + c % cols] = s;
   }
 }
 
@@ -258,19 +262,19 @@ __global__ void layer_norm_forward_kernel(bf16* __restrict__ y, float* __restric
 }
 
 // Fallback: rows_per_block rows per block of kThreads threads; thread t owns columns t,
-// t + kThreads, ... of the dw / db partials in shared memory (no races), one atomicAdd per column
-// at the end.
+// t + kThreads, ... of the dw / db partials in shared memory (no races), written at the end to the
+// block's rows of the (blocks, C) dw and db planes of `partials` for add_partials.
 __global__ void layer_norm_backward_kernel(float* dx, float* __restrict__ dw,
                                            float* __restrict__ db, const float* __restrict__ dy,
                                            const float* __restrict__ x, const float* __restrict__ w,
                                            const float* __restrict__ mean,
                                            const float* __restrict__ rstd, int64_t rows,
                                            int64_t cols, int rows_per_block, bool accumulate,
-                                           bf16* __restrict__ dx16) {
-  extern __shared__ float partials[];  // dw (C) then db (C)
+                                           bf16* __restrict__ dx16, float* __restrict__ partials) {
+  extern __shared__ float block_part[];  // dw (C) then db (C)
   __shared__ double red[2 * kWarpsPerBlock];
-  float* dw_part = partials;
-  float* db_part = partials + cols;
+  float* dw_part = block_part;
+  float* db_part = block_part + cols;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
     dw_part[c] = 0.0f;
     db_part[c] = 0.0f;
@@ -303,9 +307,11 @@ __global__ void layer_norm_backward_kernel(float* dx, float* __restrict__ dw,
       if (dx16 != nullptr) dx16[row * cols + c] = __float2bfloat16_rn(out);
     }
   }
+  float* dw_out = partials + static_cast<int64_t>(blockIdx.x) * cols;
+  float* db_out = partials + static_cast<int64_t>(gridDim.x + blockIdx.x) * cols;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    if (dw != nullptr) atomicAdd(dw + c, dw_part[c]);
-    if (db != nullptr) atomicAdd(db + c, db_part[c]);
+    dw_out[c] = dw_part[c];
+    db_out[c] = db_part[c];
   }
 }
 
@@ -430,11 +436,11 @@ __global__ void position_backward_kernel(float* __restrict__ dpos, const float* 
 
 // Block (kColTile, kColLanes): lane x owns columns (blockIdx.x · kColTile + x) · V + [0, V) (one
 // V-wide vector load per row; V = 1 for unaligned inputs), rows [blockIdx.y · chunk, +chunk) split
-// over the kColLanes row lanes; partials meet in shared memory, then one atomicAdd per column.
-// T: float or bf16 input.
+// over the kColLanes row lanes; partials meet in shared memory (summed in lane order), then the
+// block's sum goes to row blockIdx.y of partials (gridDim.y, n) for add_partials. T: float or bf16.
 template <typename T, int V>
-__global__ void column_sum_kernel(float* __restrict__ out, const T* __restrict__ in, int64_t rows,
-                                  int64_t n, int64_t chunk) {
+__global__ void column_sum_kernel(float* __restrict__ partials, const T* __restrict__ in,
+                                  int64_t rows, int64_t n, int64_t chunk) {
   constexpr int kTileCols = kColTile * V;
   __shared__ float part[kColLanes][kTileCols + 1];
   const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTileCols;
@@ -461,7 +467,7 @@ __global__ void column_sum_kernel(float* __restrict__ out, const T* __restrict__
     if (c0 + t >= n) break;
     float sum = 0.0f;
     for (int l = 0; l < kColLanes; ++l) sum += part[l][t];
-    atomicAdd(out + c0 + t, sum);
+    partials[static_cast<int64_t>(blockIdx.y) * n + c0 + t] = sum;
   }
 }
 
@@ -623,14 +629,33 @@ Status train_layer_norm_backward(float* dx, float* dw, float* db, const float* d
   }
   const size_t shared = 2 * static_cast<size_t>(cols) * sizeof(float);  // dw, db partials
   const int sms = sm_count();
+  // dw, db: each warp (register path) or block (fallback) writes its partial rows to a (groups, C)
+  // dw plane and a db plane, summed in group order (partials.h): reproducible, no atomics.
+  const auto finish = [&](float* partials, int64_t groups) -> Status {
+    VILA_RETURN_IF_ERROR(launched());
+    if (dw != nullptr) VILA_RETURN_IF_ERROR(add_partials(dw, partials, groups, cols, true, stream));
+    if (db != nullptr) {
+      VILA_RETURN_IF_ERROR(add_partials(db, partials + groups * cols, groups, cols, true, stream));
+    }
+    return ok_status();
+  };
   if (ln_register_path(rows, cols, {x, dy, w, dx}, nullptr)) {
     // One resident block per SM (register-bound); every warp walks rows / (SMs · 8) rows.
     const int64_t blocks = std::min<int64_t>(ceil_div(rows, int64_t{kWarpsPerBlock}), sms);
-    layer_norm_backward_reg_kernel<<<static_cast<unsigned>(blocks), kThreads, shared,
+    const int64_t groups = blocks;
+    VILA_ASSIGN_OR_RETURN(void* ws, partials_workspace(2 * groups * cols * sizeof(float)));
+    auto* partials = static_cast<float*>(ws);
+    const size_t warp_shared = kWarpsPerBlock * shared;  // every warp's dw, db partials
+    if (warp_shared > 48 * 1024) {
+      VILA_CUDA_CHECK(cudaFuncSetAttribute(layer_norm_backward_reg_kernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(warp_shared)));
+    }
+    layer_norm_backward_reg_kernel<<<static_cast<unsigned>(blocks), kThreads, warp_shared,
                                      as_stream(stream)>>>(
         dx, dw, db, dy, x, w, mean, rstd, static_cast<int>(rows), static_cast<int>(cols),
-        accumulate, static_cast<bf16*>(dx16));
-    return launched();
+        accumulate, static_cast<bf16*>(dx16), partials);
+    return finish(partials, groups);
   }
   if (shared > 48 * 1024) {
     VILA_CUDA_CHECK(cudaFuncSetAttribute(layer_norm_backward_kernel,
@@ -641,11 +666,13 @@ Status train_layer_norm_backward(float* dx, float* dw, float* db, const float* d
   const auto rows_per_block = static_cast<int>(
       std::clamp<int64_t>(ceil_div(rows, int64_t{2} * sms), 1, int64_t{kLnMaxRowsPerBlock}));
   const int64_t blocks = ceil_div(rows, int64_t{rows_per_block});
+  VILA_ASSIGN_OR_RETURN(void* ws, partials_workspace(2 * blocks * cols * sizeof(float)));
+  auto* partials = static_cast<float*>(ws);
   layer_norm_backward_kernel<<<static_cast<unsigned>(blocks), kThreads, shared,
                                as_stream(stream)>>>(dx, dw, db, dy, x, w, mean, rstd, rows, cols,
                                                     rows_per_block, accumulate,
-                                                    static_cast<bf16*>(dx16));
-  return launched();
+                                                    static_cast<bf16*>(dx16), partials);
+  return finish(partials, blocks);
 }
 
 Status train_gelu_forward(void* y, const void* x, int64_t n, TrainGelu kind, void* stream) {
@@ -742,14 +769,18 @@ Status column_sum(const char* op, float* out, const T* in, int64_t rows, int64_t
   const int64_t want_y = ceil_div(int64_t{kWavesPerSm} * sm_count(), tiles);
   const int64_t chunk =
       std::max({kColMinChunk, ceil_div(rows, want_y), ceil_div(rows, int64_t{kMaxGridY})});
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(ceil_div(rows, chunk)));
+  const int64_t groups = ceil_div(rows, chunk);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(groups));
   const dim3 block(kColTile, kColLanes);
+  VILA_ASSIGN_OR_RETURN(void* ws, partials_workspace(groups * n * sizeof(float)));
+  auto* partials = static_cast<float*>(ws);  // (groups, n): summed in order below, no atomics
   if (vec) {
-    column_sum_kernel<T, kVec><<<grid, block, 0, as_stream(stream)>>>(out, in, rows, n, chunk);
+    column_sum_kernel<T, kVec><<<grid, block, 0, as_stream(stream)>>>(partials, in, rows, n, chunk);
   } else {
-    column_sum_kernel<T, 1><<<grid, block, 0, as_stream(stream)>>>(out, in, rows, n, chunk);
+    column_sum_kernel<T, 1><<<grid, block, 0, as_stream(stream)>>>(partials, in, rows, n, chunk);
   }
-  return launched();
+  VILA_RETURN_IF_ERROR(launched());
+  return add_partials(out, partials, groups, n, true, stream);
 }
 
 Status train_column_sum_add_f32(float* out, const float* in, int64_t rows, int64_t n,

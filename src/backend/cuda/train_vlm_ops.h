@@ -9,15 +9,15 @@
 // train/downsample.h, train/media_splice.h):
 //   layer norm: μ = mean(x), r = 1 / sqrt(mean((x - μ)²) + eps), x̂ = (x - μ) r, y = w x̂ + b;
 //               g = dy w,  dx (+)= r (g - mean(g) - x̂ mean(g x̂)),  dw += Σ_rows dy x̂,
-//               db += Σ_rows dy   (row sums: fp32 per lane, double across lanes; dw, db: fp32
-//               atomicAdd, not deterministic)
+//               db += Σ_rows dy   (row sums: fp32 per lane, double across lanes; dw, db: per
+//               warp / block partials summed in a fixed order, partials.h)
 //   gelu erf:   y = x Φ(x),                 y' = Φ(x) + x φ(x)
 //   gelu tanh:  u = β (x + κ x³), y = ½ x (1 + tanh u),
 //               y' = ½ (1 + tanh u) + ½ x (1 - tanh² u) β (1 + 3 κ x²)
 //   im2col:     cols[i·P + py·G + px, (c·p + ky)·p + kx] = pixels[i, c, py·p + ky, px·p + kx]
 //   s2c:        out[i·g + j, (dr·k + dc)·C + c] = x[(k·i + dr)·s + (k·j + dc), c]  (0: padding)
-// Deterministic reductions: dpos (loop over images). Column sums and the LayerNorm dw / db use
-// fp32 atomicAdd (summation order varies run to run by rounding only).
+// Every reduction is deterministic (bitwise reproducible run to run): dpos loops over images;
+// column sums and the LayerNorm dw / db sum per-block partials in a fixed order (partials.h).
 #pragma once
 
 #include <cstdint>

@@ -137,6 +137,19 @@ Status CudaLlm::upload_rows(const int32_t* ids, const std::vector<Span>& spans,
   void* st = ctx_->st();
   VILA_RETURN_IF_ERROR(
       cuda::copy_to_device(ids_dev_, lookup_.data(), lookup_.size() * sizeof(int32_t), st));
+  // The rows grouped by id for the embedding backward: order | seg_start | seg_id, one buffer.
+  cuda::EmbeddingGroups groups;
+  cuda::embedding_groups(lookup_.data(), R, &groups);
+  emb_segments_ = static_cast<int64_t>(groups.seg_id.size());
+  VILA_ASSIGN_OR_RETURN(emb_order_, s.get<int32_t>("llm.emb_groups", 3 * R + 1));
+  emb_start_ = emb_order_ + R;
+  emb_id_ = emb_start_ + emb_segments_ + 1;
+  VILA_RETURN_IF_ERROR(cuda::copy_to_device(emb_order_, groups.order.data(),
+                                            groups.order.size() * sizeof(int32_t), st));
+  VILA_RETURN_IF_ERROR(cuda::copy_to_device(emb_start_, groups.seg_start.data(),
+                                            groups.seg_start.size() * sizeof(int32_t), st));
+  VILA_RETURN_IF_ERROR(cuda::copy_to_device(emb_id_, groups.seg_id.data(),
+                                            groups.seg_id.size() * sizeof(int32_t), st));
   if (n_media > 0) {
     VILA_RETURN_IF_ERROR(
         cuda::copy_to_device(media_dev_, media.data(), media.size() * sizeof(int32_t), st));
@@ -288,7 +301,8 @@ Status CudaLlm::backward(const void* dlogits, float* dfeats) {
   if (float* ge = P.grad(embed_); ge != nullptr) {
     // tied: the head's dW GEMM above wrote it already (no memset); else zeroed here
     VILA_RETURN_IF_ERROR(P.prepare_grad_add(embed_, V_ * C_));
-    VILA_RETURN_IF_ERROR(cuda::train_embedding_backward(ge, dx, ids_dev_, R_, C_, st));
+    VILA_RETURN_IF_ERROR(cuda::train_embedding_backward(ge, dx, emb_order_, emb_start_, emb_id_,
+                                                        emb_segments_, C_, st));
   }
   return ok_status();
 }

@@ -70,6 +70,9 @@ class CudaLlm {
   std::vector<Span> spans_;
   std::vector<int32_t> lookup_;  // (R) ids, media rows 0
   int32_t *ids_dev_ = nullptr, *media_dev_ = nullptr;
+  // The embedding backward's row groups (cuda::EmbeddingGroups on the device).
+  int32_t *emb_order_ = nullptr, *emb_start_ = nullptr, *emb_id_ = nullptr;
+  int64_t emb_segments_ = 0;
   float *cos_ = nullptr, *sin_ = nullptr;  // (R, D/2) per-row RoPE tables
   std::vector<float*> xs_;                 // (L + 1) x (R, C) f32 layer inputs, final output
   float* rstd_f_ = nullptr;
