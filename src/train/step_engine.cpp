@@ -45,14 +45,16 @@ class CpuStepEngine : public StepEngine {
 }  // namespace
 
 StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device, VlmModel& model,
-                                                       ParamStore& store, AdamW& optimizer) {
+                                                       ParamStore& store, AdamW& optimizer,
+                                                       bool deterministic) {
   if (device == "cpu") {
     return std::unique_ptr<StepEngine>(std::make_unique<CpuStepEngine>(model, store, optimizer));
   }
   if (device == "cuda") {
 #ifdef VILA_WITH_CUDA
-    return make_cuda_step_engine(model.config(), store, optimizer);
+    return make_cuda_step_engine(model.config(), store, optimizer, deterministic);
 #else
+    (void)deterministic;
     return unimplemented("device: cuda: this build has no CUDA (configure with the cuda preset)");
 #endif
   }

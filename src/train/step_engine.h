@@ -39,8 +39,9 @@ class StepEngine {
 
 // device "cpu" or "cuda" (Unimplemented without a CUDA build or a GPU). `model`, `store` and
 // `optimizer` must outlive the engine; the GPU engine takes the store's trainable flags as they
-// are now.
+// are now. deterministic: the GPU engine's attention backward without atomics (TrainConfig).
 StatusOr<std::unique_ptr<StepEngine>> make_step_engine(const std::string& device, VlmModel& model,
-                                                       ParamStore& store, AdamW& optimizer);
+                                                       ParamStore& store, AdamW& optimizer,
+                                                       bool deterministic = false);
 
 }  // namespace vila::train

@@ -110,6 +110,12 @@ class ObjectReader {
     *out = v;
     return ok_status();
   }
+  Status boolean(const std::string& key, bool* out) {
+    if (!has(key)) return ok_status();
+    if (!j_.at(key).is_boolean()) return invalid_argument(where(key) + ": must be true or false");
+    *out = j_.at(key).get<bool>();
+    return ok_status();
+  }
   Status unsigned_int(const std::string& key, uint64_t* out) {
     int64_t v = static_cast<int64_t>(*out);
     VILA_RETURN_IF_ERROR(integer(key, &v, 0, INT64_MAX));
@@ -260,6 +266,7 @@ StatusOr<TrainConfig> train_config_from_json(const json& j, const std::string& s
   VILA_RETURN_IF_ERROR(r.unsigned_int("seed", &c.seed));
   VILA_RETURN_IF_ERROR(r.str("device", &c.device));
   VILA_RETURN_IF_ERROR(one_of(c.device, {"cpu", "cuda"}, r.where("device")));
+  VILA_RETURN_IF_ERROR(r.boolean("deterministic", &c.deterministic));
   VILA_RETURN_IF_ERROR(r.object("checkpoint", [&](ObjectReader& k) -> Status {
     VILA_RETURN_IF_ERROR(k.integer("every", &c.checkpoint_every, 0, kMaxCount));
     VILA_RETURN_IF_ERROR(k.integer("keep", &c.checkpoint_keep, 1, 1000));
@@ -320,6 +327,7 @@ json TrainConfig::to_json() const {
   j["precision"] = precision;
   j["seed"] = seed;
   j["device"] = device;
+  j["deterministic"] = deterministic;
   j["checkpoint"] = {{"every", checkpoint_every}, {"keep", checkpoint_keep}, {"on_nan", on_nan}};
   j["eval"] = {{"every", eval_every}, {"samples", eval_samples}, {"examples", eval_examples}};
   j["output"] = output;

@@ -16,7 +16,8 @@
 //   schedule:   name (cosine | linear | constant), warmup_ratio, min_lr_ratio.
 //   steps (optimizer steps; 0: as many as fit in `minutes`), minutes (wall-clock budget, 0: none),
 //   batch_tokens (tokens per micro-batch), grad_accum, clip_grad_norm (0: off), precision
-//   (fp32 | bf16: the Linear GEMM preset), seed, device (cpu | cuda).
+//   (fp32 | bf16: the Linear GEMM preset), seed, device (cpu | cuda), deterministic (cuda: bitwise
+//   reproducible attention backward too, slower).
 //   checkpoint: every (steps), keep (newest N kept), on_nan (stop | skip).
 //   eval:       every (steps), samples (held-out Fashion-MNIST captions), examples (printed).
 //   output:     the run folder (metrics.jsonl, checkpoints, model/, curves).
@@ -88,6 +89,10 @@ struct TrainConfig {
   std::string precision = "fp32";
   uint64_t seed = 0;
   std::string device = "cpu";
+  // cuda: also the attention backward without atomics (the materialised one instead of
+  // FlashAttention-2, slower), so that a run, and a --resume, is bitwise reproducible at every
+  // head dim (the rest of the CUDA step always is; the CPU step always is).
+  bool deterministic = false;
 
   // checkpoints
   int64_t checkpoint_every = 0;  // 0: only at the end

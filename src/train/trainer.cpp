@@ -211,7 +211,8 @@ Status Trainer::Impl::setup_model(const std::string& resume_dir) {
   adam.exp_avg_sq_format = adam.exp_avg_format;
   VILA_ASSIGN_OR_RETURN(AdamW opt, AdamW::create(adam));
   optimizer.emplace(std::move(opt));
-  VILA_ASSIGN_OR_RETURN(engine, make_step_engine(config.device, *model, store, *optimizer));
+  VILA_ASSIGN_OR_RETURN(
+      engine, make_step_engine(config.device, *model, store, *optimizer, config.deterministic));
   if (config.device == "cuda") {
     log("device: cuda (every GEMM with bf16 operands and fp32 accumulation, whatever the precision "
         "preset; fp32 master weights, gradients and moments)");

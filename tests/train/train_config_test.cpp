@@ -21,6 +21,13 @@ TEST(TrainConfig, DefaultsFromMinimalConfig) {
   EXPECT_EQ(c->stage, TrainStage::kSft);
   EXPECT_EQ(c->precision, "fp32");
   EXPECT_EQ(c->schedule, "cosine");
+  EXPECT_FALSE(c->deterministic);
+  json j = minimal();
+  j["deterministic"] = true;
+  auto d = train_config_from_json(j, "run.json");
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_TRUE(d->deterministic);
+  EXPECT_TRUE(d->to_json()["deterministic"].get<bool>());
 }
 
 TEST(TrainConfig, YamlEqualsJson) {
@@ -88,6 +95,7 @@ TEST(TrainConfig, BadFieldsAreNamed) {
       {{{"schedule", {{"name", "step"}}}}, "schedule.name"},
       {{{"batch_tokens", 3}}, "batch_tokens"},
       {{{"precision", "fp8"}}, "precision"},
+      {{{"deterministic", "yes"}}, "deterministic: must be true or false"},
       {{{"stepz", 3}}, "stepz: unknown field"},
       {{{"data", {{"jsonl", {{{"format", "llava"}}}}}}}, "data.jsonl[0].path"},
       {{{"data", {{"fashion", {{"caption", -5}}}}}}, "data.fashion.caption"},

@@ -156,8 +156,9 @@ Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const vo
       a.q = at(q, sp.start, d.qs());
       a.k = at(k, sp.start, d.kvs());
       a.v = at(v, sp.start, d.kvs());
-      a.lse = flash_backward_supports(d, q, k, v) && lse != nullptr ? lse + sp.start * d.heads
-                                                                    : nullptr;
+      a.lse = flash_backward_supports(d, q, k, v) && !ctx.deterministic && lse != nullptr
+                  ? lse + sp.start * d.heads
+                  : nullptr;
       a.batch = uniform ? static_cast<int>(spans.size()) : 1;
       a.seq = static_cast<int>(sp.len);
       VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, ctx.st()));
@@ -251,7 +252,7 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
 Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnSaved& sv,
                                const float* cos, const float* sin, const std::vector<Span>& spans,
                                const AttnDims& d) {
-  if (flash_backward_supports(d, sv.q, sv.k, sv.v) && sv.lse != nullptr) {
+  if (flash_backward_supports(d, sv.q, sv.k, sv.v) && !ctx.deterministic && sv.lse != nullptr) {
     return flash_backward(ctx, dqkv, da, sv, cos, sin, spans, d);
   }
   const int64_t D = d.head_dim;

@@ -8,7 +8,8 @@
 //   S = scale q kᵀ (L, L),  P = softmax(S) (causal: keys <= query),  out = P v
 // Forward: flash_attention_dense (no L² buffer) when it supports D, else the materialised form
 // below. Backward: FlashAttention-2 (flash_attention_backward.h, from the forward's log-sum-exp)
-// when it supports D (64, 72, 80, 128), else materialised, per span, batched over heads with
+// when it supports D (64, 72, 80, 128) and ctx.deterministic is off (its dq / dk / dv are fp32
+// atomics), else materialised (no atomics: reproducible), per span, batched over heads with
 // strided cuBLASLt GEMMs (K and V expanded to H heads under GQA):
 //   S, P recomputed;  dV = Pᵀ dA;  dP = dA Vᵀ;  dS = P ⊙ (dP - Σ_j P dP);
 //   dQ = scale dS K;  dK = scale dSᵀ Q   (fp32, per query head)

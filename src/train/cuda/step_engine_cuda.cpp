@@ -54,12 +54,16 @@ class CudaStepEngine : public StepEngine {
 }  // namespace
 
 StatusOr<std::unique_ptr<StepEngine>> make_cuda_step_engine(const VlmConfig& config,
-                                                            ParamStore& store, AdamW& optimizer) {
+                                                            ParamStore& store, AdamW& optimizer,
+                                                            bool deterministic) {
   if (optimizer.config().exp_avg_format != StateFormat::kF32 ||
       optimizer.config().exp_avg_sq_format != StateFormat::kF32) {
     return unimplemented("device: cuda keeps the AdamW moments in f32 (state_format: f32)");
   }
-  VILA_ASSIGN_OR_RETURN(std::unique_ptr<CudaVlmModel> model, CudaVlmModel::create(config, store));
+  CudaVlmOptions options;
+  options.deterministic = deterministic;
+  VILA_ASSIGN_OR_RETURN(std::unique_ptr<CudaVlmModel> model,
+                        CudaVlmModel::create(config, store, options));
   return std::unique_ptr<StepEngine>(
       std::make_unique<CudaStepEngine>(std::move(model), store, optimizer));
 }

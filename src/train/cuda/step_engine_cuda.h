@@ -13,7 +13,9 @@
 
 namespace vila::train {
 
+// deterministic: CudaVlmOptions::deterministic.
 StatusOr<std::unique_ptr<StepEngine>> make_cuda_step_engine(const VlmConfig& config,
-                                                            ParamStore& store, AdamW& optimizer);
+                                                            ParamStore& store, AdamW& optimizer,
+                                                            bool deterministic = false);
 
 }  // namespace vila::train

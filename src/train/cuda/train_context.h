@@ -53,6 +53,9 @@ struct TrainContext {
   std::unique_ptr<cuda::TrainGemm> gemm;
   std::unique_ptr<DeviceParams> params;
   Scratch scratch;
+  // No fp32 atomics anywhere in the step: the attention backward takes the materialised path
+  // (span_attention.h) instead of FlashAttention-2's atomically accumulated dq / dk / dv.
+  bool deterministic = false;
 
   void* st() const { return stream.handle(); }
 

@@ -24,6 +24,7 @@ struct CudaVlmModel::Impl {
   std::vector<float> row_loss;
 
   Status bind(const CudaVlmOptions& options) {
+    ctx->deterministic = options.deterministic;
     VILA_RETURN_IF_ERROR(vision.bind(config.vision, *ctx));
     VILA_RETURN_IF_ERROR(projector.bind(config, *ctx));
     return llm.bind(config.llm, *ctx, options.recompute);

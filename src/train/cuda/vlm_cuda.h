@@ -25,6 +25,9 @@ namespace vila::train {
 
 struct CudaVlmOptions {
   bool recompute = false;  // LLM activation recomputation (each layer's input kept only)
+  // The attention backward without atomics (materialised instead of FlashAttention-2, slower):
+  // with it every step is bitwise reproducible at every head dim (TrainContext::deterministic).
+  bool deterministic = false;
 };
 
 class CudaVlmModel {
