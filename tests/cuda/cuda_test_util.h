@@ -1,16 +1,25 @@
-// Shared by the CUDA tests: whether a GPU is usable, a skip that works in CPU-only builds, and a
-// cudaEvent timer for the timing cases.
+// Shared by the CUDA tests: whether a GPU is usable, a skip that works in CPU-only builds, a
+// cudaEvent timer for the timing cases, and device buffers from host vectors (upload), filled with
+// 0xff bytes (poisoned: NaN in fp32, bf16 and f16) and back to the host (download).
 #pragma once
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #ifdef VILA_WITH_CUDA
 #include <cuda_runtime.h>
 
 #include "backend/cuda/device.h"
+#include "backend/cuda/memory.h"
 #endif
 
 namespace vila::testing {
+
+inline constexpr uint8_t kPoison = 0xff;       // every poisoned fp32 / bf16 / f16 element is a NaN
+inline constexpr size_t kMinBufferBytes = 16;  // empty host vectors still get a valid buffer
 
 inline bool have_gpu() {
 #ifdef VILA_WITH_CUDA
@@ -38,6 +47,29 @@ double time_ms(cudaStream_t stream, int iters, Fn run) {
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   return ms / iters;
+}
+
+template <typename T>
+cuda::DeviceBuffer upload(const std::vector<T>& host) {
+  auto buf = cuda::DeviceBuffer::create(std::max(host.size() * sizeof(T), kMinBufferBytes));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(
+      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
+  return std::move(*buf);
+}
+
+inline cuda::DeviceBuffer poisoned(size_t bytes) {
+  auto buf = cuda::DeviceBuffer::create(std::max(bytes, kMinBufferBytes));
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(cuda::memset_device(buf->data(), kPoison, bytes, nullptr).ok());
+  return std::move(*buf);
+}
+
+template <typename T>
+std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count) {
+  std::vector<T> host(count);
+  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * sizeof(T), nullptr).ok());
+  return host;
 }
 #endif
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "cuda_test_util.h"
 
 #ifdef VILA_WITH_CUDA
 #include <cuda_runtime.h>
@@ -20,7 +21,7 @@
 
 namespace vila::decode_test {
 
-constexpr uint8_t kPoison = 0xff;  // every poisoned fp32 / bf16 / f16 element is a NaN
+using testing::kPoison;
 
 inline std::vector<float> random_floats(std::mt19937& rng, size_t n, float stddev = 1.0f) {
   std::normal_distribution<float> dist(0.0f, stddev);
@@ -49,28 +50,9 @@ inline float half_to_f32(uint16_t h, DType dt) {
 inline const char* dtype_tag(DType dt) { return dt == DType::kBF16 ? "bf16" : "f16"; }
 
 #ifdef VILA_WITH_CUDA
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(host.size() * sizeof(T), 16));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-
-inline cuda::DeviceBuffer poisoned(size_t bytes) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(bytes, 16));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::memset_device(buf->data(), kPoison, bytes, nullptr).ok());
-  return std::move(*buf);
-}
-
-template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count) {
-  std::vector<T> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * sizeof(T), nullptr).ok());
-  return host;
-}
+using testing::download;
+using testing::poisoned;
+using testing::upload;
 
 // Milliseconds per call of fn, by cudaEvents over `iters` calls after a warm-up call.
 template <typename Fn>

@@ -26,30 +26,9 @@ namespace {
 
 #ifdef VILA_WITH_CUDA
 
-constexpr uint8_t kPoison = 0xff;
-
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(host.size() * sizeof(T));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-
-cuda::DeviceBuffer poisoned(size_t bytes) {
-  auto buf = cuda::DeviceBuffer::create(bytes);
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::memset_device(buf->data(), kPoison, bytes, nullptr).ok());
-  return std::move(*buf);
-}
-
-template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer& buf, size_t n) {
-  std::vector<T> host(n);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), n * sizeof(T), nullptr).ok());
-  return host;
-}
+using testing::download;
+using testing::poisoned;
+using testing::upload;
 
 // Host cross entropy in double over the logits as the kernel sees them (bf16-rounded or not).
 void host_cross_entropy(const std::vector<float>& z, const std::vector<int32_t>& y, int64_t rows,

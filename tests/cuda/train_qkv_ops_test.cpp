@@ -25,36 +25,17 @@ namespace {
 
 #ifdef VILA_WITH_CUDA
 
-constexpr uint8_t kPoison = 0xff;  // NaN in fp32 and bf16
-constexpr double kRotTol = 8e-3;   // rotated outputs: |got - ref| <= kRotTol (|x1| + |x2|)
+using testing::download;
+using testing::poisoned;
+using testing::upload;
+
+constexpr double kRotTol = 8e-3;  // rotated outputs: |got - ref| <= kRotTol (|x1| + |x2|)
 
 std::vector<float> normal(std::mt19937& rng, int64_t n) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = dist(rng);
   return v;
-}
-
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(host.size() * sizeof(T), 1));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-
-cuda::DeviceBuffer poisoned(size_t bytes) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(bytes, 1));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::memset_device(buf->data(), kPoison, bytes, nullptr).ok());
-  return std::move(*buf);
-}
-
-std::vector<uint16_t> download16(const cuda::DeviceBuffer& buf, size_t count) {
-  std::vector<uint16_t> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * 2, nullptr).ok());
-  return host;
 }
 
 // Reference outputs of one (row, head): y (D) and the per-element tolerance (0: bit-exact).
@@ -139,9 +120,9 @@ TEST(TrainQkvOpsTest, SplitMatchesHostLoop) {
         ASSERT_TRUE(st.ok()) << st.to_string();
         const auto where = ::testing::Message()
                            << h << "/" << hkv << " D " << d << " rows " << rows << " rope " << rope;
-        EXPECT_EQ(misses(download16(dq, q.y.size()), q), 0) << where;
-        EXPECT_EQ(misses(download16(dk, k.y.size()), k), 0) << where;
-        EXPECT_EQ(misses(download16(dv, v.y.size()), v), 0) << where;
+        EXPECT_EQ(misses(download<uint16_t>(dq, q.y.size()), q), 0) << where;
+        EXPECT_EQ(misses(download<uint16_t>(dk, k.y.size()), k), 0) << where;
+        EXPECT_EQ(misses(download<uint16_t>(dv, v.y.size()), v), 0) << where;
       }
     }
   }
@@ -200,7 +181,7 @@ TEST(TrainQkvOpsTest, GradMergeMatchesHostLoop) {
                                          ddv.as<float>(), rope ? dcos.as<float>() : nullptr,
                                          rope ? dsin.as<float>() : nullptr, shape, nullptr, summed);
           ASSERT_TRUE(st.ok()) << st.to_string();
-          EXPECT_EQ(misses(download16(out, ref.y.size()), ref), 0)
+          EXPECT_EQ(misses(download<uint16_t>(out, ref.y.size()), ref), 0)
               << h << "/" << hkv << " D " << d << " seq " << seq << " rope " << rope << " summed "
               << summed;
         }

@@ -36,11 +36,13 @@ namespace {
 
 #ifdef VILA_WITH_CUDA
 
+using testing::download;
+using testing::poisoned;
+using testing::upload;
+
 constexpr double kF32Tol = 1e-4;   // fp32 outputs, relative to max(|ref|, rms(ref))
 constexpr double kBf16Rel = 1e-2;  // bf16 outputs: relative ...
 constexpr double kBf16Abs = 1e-5;  // ... plus this absolute floor (values near 0)
-constexpr uint8_t kPoison = 0xff;  // NaN in fp32 and bf16
-
 std::vector<float> normal(std::mt19937& rng, int64_t n, float mean = 0.0f, float sd = 1.0f) {
   std::normal_distribution<float> dist(mean, sd);
   std::vector<float> v(static_cast<size_t>(n));
@@ -58,29 +60,6 @@ std::vector<float> from_bf16(const std::vector<uint16_t>& v) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_f32(v[i]);
   return out;
-}
-
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(host.size() * sizeof(T), 1));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-
-cuda::DeviceBuffer poisoned(size_t bytes) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(bytes, 1));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::memset_device(buf->data(), kPoison, bytes, nullptr).ok());
-  return std::move(*buf);
-}
-
-template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count) {
-  std::vector<T> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * sizeof(T), nullptr).ok());
-  return host;
 }
 
 // max_i |got_i - ref_i| / max(|ref_i|, rms(ref)); NaN counts as infinite.
