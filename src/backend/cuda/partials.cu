@@ -35,8 +35,9 @@ __global__ void add_partials_kernel(float* __restrict__ out, const float* __rest
       }
       __syncthreads();
     }
-    if (threadIdx.y == 0 && c < n)
+    if (threadIdx.y == 0 && c < n) {
       out[c] = accumulate ? out[c] + red[0][threadIdx.x] : red[0][threadIdx.x];
+    }
     __syncthreads();
   }
 }

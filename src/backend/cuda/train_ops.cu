@@ -18,9 +18,8 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
-constexpr int64_t kNormMaxBlocks =
-    1024;                               // RMSNorm backward blocks (rows grid-strided; dw partials)
-constexpr int64_t kMaxNormCols = 8192;  // dw partials live in shared memory
+constexpr int64_t kNormMaxBlocks = 1024;  // RMSNorm backward blocks (rows grid-strided)
+constexpr int64_t kMaxNormCols = 8192;    // dw partials live in shared memory
 constexpr int kMaxGridX = 65535;
 constexpr int kPairVec = 4;  // q/k/v kernels and conversions: elements per vector access
 constexpr int64_t kMaxUnits = int64_t{1} << 30;  // q/k/v threads per launch (32-bit indices)

@@ -223,13 +223,6 @@ Status train_cross_entropy(void* dlogits, float* row_loss, const void* logits, D
   return ok_status();
 }
 
-Status train_cross_entropy(void* dlogits, float* row_loss, const float* logits,
-                           const int32_t* labels, int64_t rows, int64_t vocab, float scale,
-                           void* stream) {
-  return train_cross_entropy(dlogits, row_loss, logits, DType::kF32, labels, rows, vocab, scale,
-                             stream);
-}
-
 Status train_grad_sumsq(double* sumsq, const float* g, int64_t n, void* stream) {
   if (n <= 0) return invalid_argument("train_grad_sumsq: bad count " + std::to_string(n));
   const unsigned blocks = std::min<unsigned>(blocks_for(n), kSumsqMaxBlocks);

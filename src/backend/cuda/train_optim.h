@@ -1,8 +1,9 @@
 // The loss and optimizer kernels of the CUDA training step (CudaLlmTrainer):
-//   cross entropy   per row t of logits z (R, V) fp32 with label y_t (kIgnore: not counted):
+//   cross entropy   per row t of logits z (R, V) fp32 or bf16, label y_t (kIgnore: not counted):
 //                   loss_t = logsumexp(z_t) - z_t[y_t];  dz_t = scale (softmax(z_t) - onehot(y_t))
 //                   written bf16 (the lm_head backward GEMM operand); ignored rows: 0 and 0.
-//   grad sum sq     *out (double) += Σ g² over n fp32 values (the global grad norm, no host sync)
+//   grad sum sq     *out (double) += Σ g² over n fp32 values (the global grad norm, no host sync;
+//                   per-block partials summed in a fixed order: reproducible)
 //   AdamW           PyTorch's single-tensor AdamW in its operation order (train/optimizer.h),
 //                   clipping folded in: g *= float(max_norm / (sqrt(*sumsq) + 1e-6)) when that
 //                   is < 1 (max_norm > 0); decay on the first n_decay values only (the weights);
@@ -21,9 +22,6 @@ constexpr int32_t kTrainIgnoreIndex = -100;
 // dlogits (R, V) bf16, row_loss (R) fp32 <- logits (R, V) f32 or bf16, labels (R) int32. bf16
 // logits may be dlogits itself (the gradient overwrites them in place).
 Status train_cross_entropy(void* dlogits, float* row_loss, const void* logits, DType logits_dtype,
-                           const int32_t* labels, int64_t rows, int64_t vocab, float scale,
-                           void* stream);
-Status train_cross_entropy(void* dlogits, float* row_loss, const float* logits,
                            const int32_t* labels, int64_t rows, int64_t vocab, float scale,
                            void* stream);
 
