@@ -333,6 +333,9 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
     EXPECT_EQ(download(dres, res.size()), res);
     args.accumulate = true;  // both: refused
     EXPECT_FALSE(cuda::linear(**blas, args, dlw, nullptr).ok());
+    args.accumulate = false;  // the output as its own residual: refused (that is accumulate)
+    args.residual = args.out;
+    EXPECT_FALSE(cuda::linear(**blas, args, dlw, nullptr).ok());
   }
   // gelu_aux without gelu_tanh, or with N not a multiple of 8: refused.
   cuda::DeviceBuffer any = poisoned(64 * 64 * 2);

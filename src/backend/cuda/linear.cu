@@ -216,6 +216,9 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
   if (args.residual != nullptr && (args.accumulate || args.gelu_tanh)) {
     return invalid_argument("linear: residual cannot be combined with accumulate or gelu_tanh");
   }
+  if (args.residual != nullptr && args.residual == args.out) {
+    return invalid_argument("linear: residual is out itself (use accumulate)");
+  }
   const int64_t in_stride = args.in_row_stride == 0 ? k : args.in_row_stride;
   const int64_t out_stride = args.out_row_stride == 0 ? n : args.out_row_stride;
   if (in_stride < k || out_stride < n) {
@@ -239,6 +242,7 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
     return linear_bias_half(blas, args, w, in_stride, out_stride, stream);
   }
 
+  const bool add_c = args.accumulate || args.residual != nullptr;  // beta 1: C read
   const PlanKey key{rows,
                     n,
                     k,
@@ -248,7 +252,7 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
                     static_cast<int>(args.out_dtype),
                     w.bias != nullptr,
                     args.gelu_tanh,
-                    args.accumulate || args.residual != nullptr,  // beta 1
+                    add_c,
                     bias16,
                     args.gelu_aux != nullptr};
   auto& slot = blas.plans().plans[key];
@@ -268,13 +272,13 @@ Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, v
     VILA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &args.gelu_aux, sizeof(args.gelu_aux)));
   }
-  if (new_plan && blas.autotune() && !args.accumulate &&
-      worth_tuning(rows, n, k)) {  // (a residual is only read: C != D)
+  // Tuning overwrites D: fine unless D is also the accumulated C (a residual is a separate C).
+  if (new_plan && blas.autotune() && !args.accumulate && worth_tuning(rows, n, k)) {
     const LtTuneCall call{w.weight, args.in, args.out, 1.0f, static_cast<cudaStream_t>(stream)};
     VILA_RETURN_IF_ERROR(tune_algorithm(blas, plan, nullptr, call));
   }
   const float alpha = 1.0f;
-  const float beta = args.accumulate || args.residual != nullptr ? 1.0f : 0.0f;
+  const float beta = add_c ? 1.0f : 0.0f;
   const void* c = args.residual != nullptr ? args.residual : args.out;
   VILA_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(blas.handle()), plan.op, &alpha,
                                    w.weight, plan.a, args.in, plan.b, &beta, c, plan.d, args.out,

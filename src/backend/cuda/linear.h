@@ -99,7 +99,8 @@ struct LinearArgs {
   void* gelu_aux = nullptr;
   // (rows, N) of out_dtype at out_row_stride, or null: out = in · Wᵀ + bias + residual (cuBLASLt's
   // C operand, read before D is written: the residual add without copying it into out first).
-  // Not with accumulate or gelu_tanh, nor on the fp32 scratch path.
+  // Not out itself (that is accumulate), not with accumulate or gelu_tanh, nor on the fp32
+  // scratch path.
   const void* residual = nullptr;
 };
 Status linear(Blas& blas, const LinearArgs& args, const DeviceLinearWeight& w, void* stream);

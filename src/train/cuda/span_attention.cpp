@@ -27,8 +27,11 @@ bool flash_supports(const AttnDims& d, const void* q, const void* k, const void*
          aligned16(q) && aligned16(k) && aligned16(v);
 }
 
-bool flash_backward_supports(const AttnDims& d, const void* q, const void* k, const void* v) {
-  return flash_supports(d, q, k, v) &&
+// Whether the backward takes FlashAttention-2 (which then needs the forward's lse): a supported
+// head dim, and not a deterministic context (flash's dq / dk / dv are fp32 atomics).
+bool use_flash_backward(const TrainContext& ctx, const AttnDims& d, const void* q, const void* k,
+                        const void* v) {
+  return !ctx.deterministic && flash_supports(d, q, k, v) &&
          std::find(std::begin(kFlashBackwardHeadDims), std::end(kFlashBackwardHeadDims),
                    d.head_dim) != std::end(kFlashBackwardHeadDims);
 }
@@ -156,9 +159,8 @@ Status span_attention_forward(TrainContext& ctx, void* out, float* lse, const vo
       a.q = at(q, sp.start, d.qs());
       a.k = at(k, sp.start, d.kvs());
       a.v = at(v, sp.start, d.kvs());
-      a.lse = flash_backward_supports(d, q, k, v) && !ctx.deterministic && lse != nullptr
-                  ? lse + sp.start * d.heads
-                  : nullptr;
+      a.lse = use_flash_backward(ctx, d, q, k, v) && lse != nullptr ? lse + sp.start * d.heads
+                                                                    : nullptr;
       a.batch = uniform ? static_cast<int>(spans.size()) : 1;
       a.seq = static_cast<int>(sp.len);
       VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, ctx.st()));
@@ -252,7 +254,7 @@ Status flash_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnS
 Status span_attention_backward(TrainContext& ctx, void* dqkv, const void* da, const AttnSaved& sv,
                                const float* cos, const float* sin, const std::vector<Span>& spans,
                                const AttnDims& d) {
-  if (flash_backward_supports(d, sv.q, sv.k, sv.v) && !ctx.deterministic && sv.lse != nullptr) {
+  if (use_flash_backward(ctx, d, sv.q, sv.k, sv.v) && sv.lse != nullptr) {
     return flash_backward(ctx, dqkv, da, sv, cos, sin, spans, d);
   }
   const int64_t D = d.head_dim;
