@@ -41,7 +41,6 @@ using vision_cuda::StageGeom;
   g.first_token = g.patches - g.tokens;
   g.patch_k = c.n_channels * c.patch_size * c.patch_size;
   g.patch_k_pad = (g.patch_k + kPatchColumnAlign - 1) / kPatchColumnAlign * kPatchColumnAlign;
-  g.ln_stride = (c.hidden + 1 + kPatchColumnAlign - 1) / kPatchColumnAlign * kPatchColumnAlign;
   g.out_channels = g.stages.empty() ? g.vision.mm_hidden : g.stages.back().out_dim;
   if (g.n_scales() > kMaxScales) {
     return unimplemented("CudaVisionEncoder: " + std::to_string(g.n_scales()) +
@@ -123,10 +122,12 @@ WeightLayout plan_weights(const Geometry& g, DType dt) {
   };
   auto linear = [&](int64_t n, int64_t k) {
     const size_t weight = take(dt, n * k);
-    return LinearSlot{weight, take(DType::kF32, n), n, k, false};
+    return LinearSlot{weight, take(DType::kF32, n), n, k, 0};
   };
-  auto folded = [&](int64_t n) {
-    return LinearSlot{take(dt, n * g.ln_stride), 0, n, g.ln_stride, true};
+  auto linear16 = [&](int64_t n, int64_t k) {  // + the 16-bit bias (16-bit outputs)
+    LinearSlot slot = linear(n, k);
+    slot.bias16 = take(dt, n);
+    return slot;
   };
   const int64_t C = g.tower.hidden, F = g.tower.intermediate;
   w.patch = linear(C, g.patch_k_pad);
@@ -135,17 +136,17 @@ WeightLayout plan_weights(const Geometry& g, DType dt) {
     LayerSlots& ls = w.layers.emplace_back();
     ls.ln1_w = take(DType::kF32, C);
     ls.ln1_b = take(DType::kF32, C);
-    ls.qkv = folded(3 * C);
+    ls.qkv = linear16(3 * C, C);
     ls.o = linear(C, C);
     ls.ln2_w = take(DType::kF32, C);
     ls.ln2_b = take(DType::kF32, C);
-    ls.fc1 = folded(F);
+    ls.fc1 = linear16(F, C);
     ls.fc2 = linear(C, F);
   }
   for (const StageGeom& st : g.stages) {
     LinearSlot slot;
     if (st.kind == ProjectorStageKind::kLayerNorm) {
-      slot = {take(DType::kF32, st.in_dim), take(DType::kF32, st.in_dim), st.in_dim, 1, false};
+      slot = {take(DType::kF32, st.in_dim), take(DType::kF32, st.in_dim), st.in_dim, 1, 0};
     } else if (st.kind == ProjectorStageKind::kLinear) {
       slot = linear(st.out_dim, st.in_dim);
     }
@@ -159,19 +160,17 @@ WeightLayout plan_weights(const Geometry& g, DType dt) {
 class HostUpload {
  public:
   HostUpload(char* base, void* stream) : base_(base), stream_(stream) {}
-  // weight (n, k) and bias (n) -> (n, stride) = [W | b | 0] in target.
-  Status put_folded(size_t offset, const TensorView& weight, const TensorView& bias, DType target,
-                    int64_t stride) {
-    const int64_t n = weight.dim(0), k = weight.dim(1);
-    std::vector<float> w(static_cast<size_t>(n * k)), b(static_cast<size_t>(n), 0.0f);
-    VILA_RETURN_IF_ERROR(convert_to_f32(weight.dtype, weight.data, w.data(), n * k));
-    if (!bias.empty()) VILA_RETURN_IF_ERROR(convert_to_f32(bias.dtype, bias.data, b.data(), n));
-    std::vector<float> rows(static_cast<size_t>(n * stride), 0.0f);
-    for (int64_t r = 0; r < n; ++r) {
-      std::copy(w.begin() + r * k, w.begin() + (r + 1) * k, rows.begin() + r * stride);
-      rows[static_cast<size_t>(r * stride + k)] = b[static_cast<size_t>(r)];
-    }
-    return put(offset, TensorView(rows.data(), DType::kF32, {n, stride}), target);
+  // A linear layer's weight, fp32 bias and (slot.bias16) 16-bit bias; row_offset: the first
+  // output row within the slot (q | k | v parts of one fused slot). A missing bias stays zero.
+  Status put_linear(const LinearSlot& slot, const cpu::LinearWeight& lw, DType target,
+                    int64_t row_offset = 0) {
+    VILA_RETURN_IF_ERROR(
+        put(slot.weight + static_cast<size_t>(dtype_bytes(target, row_offset * slot.k)), lw.weight,
+            target));
+    VILA_RETURN_IF_ERROR(
+        put(slot.bias + static_cast<size_t>(row_offset) * 4, lw.bias, DType::kF32));
+    if (slot.bias16 == 0 || lw.bias.empty()) return ok_status();
+    return put(slot.bias16 + static_cast<size_t>(dtype_bytes(target, row_offset)), lw.bias, target);
   }
   // view (rows, src_cols) -> (rows, dst_cols) zero-padded; dst_cols 0: no padding.
   Status put(size_t offset, const TensorView& view, DType target, int64_t src_cols = 0,
@@ -244,24 +243,18 @@ StatusOr<std::unique_ptr<CudaVisionEncoder>> CudaVisionEncoder::create(
   VILA_RETURN_IF_ERROR(up.put(lay.patch.weight, sw.patch_w, dt, g.patch_k, g.patch_k_pad));
   VILA_RETURN_IF_ERROR(up.put(lay.patch.bias, sw.patch_b, DType::kF32));
   VILA_RETURN_IF_ERROR(up.put(lay.pos, sw.pos_emb, DType::kF32));
-  const size_t qkv_part = static_cast<size_t>(dtype_bytes(dt, C * g.ln_stride));
   for (size_t l = 0; l < lay.layers.size(); ++l) {
     const SiglipLayerWeights& lw = sw.layers[l];
     const LayerSlots& ls = lay.layers[l];
     VILA_RETURN_IF_ERROR(up.put(ls.ln1_w, lw.ln1_w, DType::kF32));
     VILA_RETURN_IF_ERROR(up.put(ls.ln1_b, lw.ln1_b, DType::kF32));
     const cpu::LinearWeight* qkv[] = {&lw.q, &lw.k, &lw.v};
-    for (size_t part = 0; part < 3; ++part) {
-      VILA_RETURN_IF_ERROR(up.put_folded(ls.qkv.weight + part * qkv_part, qkv[part]->weight,
-                                         qkv[part]->bias, dt, g.ln_stride));
+    for (int64_t part = 0; part < 3; ++part) {
+      VILA_RETURN_IF_ERROR(up.put_linear(ls.qkv, *qkv[part], dt, part * C));
     }
-    const std::pair<const LinearSlot*, const cpu::LinearWeight*> linears[] = {{&ls.o, &lw.o},
-                                                                              {&ls.fc2, &lw.fc2}};
-    for (const auto& [slot, cw] : linears) {
-      VILA_RETURN_IF_ERROR(up.put(slot->weight, cw->weight, dt));
-      VILA_RETURN_IF_ERROR(up.put(slot->bias, cw->bias, DType::kF32));
-    }
-    VILA_RETURN_IF_ERROR(up.put_folded(ls.fc1.weight, lw.fc1.weight, lw.fc1.bias, dt, g.ln_stride));
+    VILA_RETURN_IF_ERROR(up.put_linear(ls.o, lw.o, dt));
+    VILA_RETURN_IF_ERROR(up.put_linear(ls.fc1, lw.fc1, dt));
+    VILA_RETURN_IF_ERROR(up.put_linear(ls.fc2, lw.fc2, dt));
     VILA_RETURN_IF_ERROR(up.put(ls.ln2_w, lw.ln2_w, DType::kF32));
     VILA_RETURN_IF_ERROR(up.put(ls.ln2_b, lw.ln2_b, DType::kF32));
   }
@@ -332,8 +325,11 @@ StatusOr<std::unique_ptr<CudaVisionEncoder>> CudaVisionEncoder::create_random(
   auto fill_linear = [&](const LinearSlot& slot, int64_t fan_in) -> Status {
     const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
     VILA_RETURN_IF_ERROR(fill(slot.weight, dtype, slot.n * slot.k, -bound, bound));
-    if (slot.folded_bias) return ok_status();  // the bias column is random like the weights
-    return fill(slot.bias, DType::kF32, slot.n, -kRandomBias, kRandomBias);
+    VILA_RETURN_IF_ERROR(fill(slot.bias, DType::kF32, slot.n, -kRandomBias, kRandomBias));
+    if (slot.bias16 == 0) return ok_status();
+    // The same seed: the same values, rounded to the 16-bit type.
+    return cuda::fill_uniform(base + slot.bias16, dtype, slot.n, -kRandomBias, kRandomBias,
+                              seed + kSeedStride * tensor, impl->s());
   };
   auto fill_norm = [&](size_t w, size_t b, int64_t n) -> Status {
     VILA_RETURN_IF_ERROR(fill(w, DType::kF32, n, kRandomNormLo, kRandomNormHi));

@@ -6,9 +6,6 @@
 //   B  tiles in the batch      S  tile size (pixels)    p  patch size     P  patches = (S/p)²
 //   T  rows = B*P              C  SigLIP hidden         Hh heads, D = C / Hh head dim
 //   F  MLP intermediate        Kp im2col columns 3*p*p, padded to Kpad (a multiple of 8)
-//   Cb LayerNorm-out row stride: C values, then 1, then zeros up to a multiple of 8 (the qkv and
-//      fc1 weights are (N, Cb) = [W | b | 0]: their 16-bit outputs cannot take cuBLASLt's fp32
-//      bias epilogue, so the bias rides in the GEMM, exact in fp32 accumulation of b * 1)
 //   L  tokens after feature selection (P or P-1)        K  S2 scales      H  LLM hidden
 #pragma once
 
@@ -47,7 +44,6 @@ struct Geometry {
   int64_t layers_run = 0;
   int64_t patches = 0, tokens = 0, first_token = 0;  // P, L, P - L
   int64_t patch_k = 0, patch_k_pad = 0;              // Kp, Kpad
-  int64_t ln_stride = 0;  // Cb: LayerNorm-out row = C values, a 1 (folded bias), zeros
   std::vector<StageGeom> stages;
   int64_t out_channels = 0;  // H
 
@@ -80,11 +76,14 @@ inline size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 struct LinearSlot {
   size_t weight = 0, bias = 0;  // (n, k) compute dtype, (n) fp32
   int64_t n = 0, k = 0;
-  bool folded_bias = false;  // weight (n, Cb) = [W | b | 0], no separate bias
+  // (n) of the compute dtype: the bias rounded to it, for the GEMMs with a 16-bit output (qkv,
+  // fc1), which take it in cuBLASLt's BIAS / GELU_BIAS epilogue (DeviceLinearWeight::bias16).
+  // Released checkpoints store bf16 biases, so under bf16 the rounding is exact. 0: none.
+  size_t bias16 = 0;
 };
 struct LayerSlots {
   size_t ln1_w = 0, ln1_b = 0, ln2_w = 0, ln2_b = 0;  // (C) fp32
-  LinearSlot qkv, o, fc1, fc2;  // qkv: (3C, Cb) rows q | k | v; fc1 (F, Cb) (folded biases)
+  LinearSlot qkv, o, fc1, fc2;                        // qkv: (3C, C) rows q | k | v
 };
 struct WeightLayout {
   LinearSlot patch;  // (C, Kpad)
@@ -134,7 +133,7 @@ struct CudaVisionEncoder::Impl {
   float* pixels = nullptr;  // (B, 3, S, S)
   float* x = nullptr;       // (T, C) residual stream, then the features
   void* cols = nullptr;     // (T, Kpad) 16-bit im2col
-  void* xn = nullptr;       // (T, Cb) 16-bit LayerNorm out, then 1, then zeros
+  void* xn = nullptr;       // (T, C) 16-bit LayerNorm out
   void* qkv = nullptr;      // (T, 3C) 16-bit
   void* attn = nullptr;     // (T, C) 16-bit
   void* mlp = nullptr;      // (T, F) 16-bit

@@ -36,7 +36,8 @@ Status CudaVisionEncoder::Impl::bind(DType dtype) {
   auto resolve = [&](const LinearSlot& slot) {
     cuda::DeviceLinearWeight d;
     d.weight = base + slot.weight;
-    d.bias = slot.folded_bias ? nullptr : f32_at(slot.bias);
+    d.bias = f32_at(slot.bias);
+    d.bias16 = slot.bias16 != 0 ? base + slot.bias16 : nullptr;
     d.dtype = dtype;
     d.out_features = slot.n;
     d.in_features = slot.k;
@@ -81,7 +82,7 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
       {reinterpret_cast<void**>(&x), T * C * 4}};
   const std::vector<std::pair<void**, int64_t>> tower = {
       {&cols, T * geo.patch_k_pad * es},
-      {&xn, T * geo.ln_stride * es},
+      {&xn, T * C * es},
       {&qkv, T * 3 * C * es},
       {&attn, T * C * es},
       {&mlp, T * F * es},
@@ -131,7 +132,6 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
                                             c.patch_size, s()));  // (T, Kpad)
   VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, false, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
-  VILA_RETURN_IF_ERROR(cuda::set_bias_columns(xn, dt(), rows, geo.ln_stride, c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));
   for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, B));
   return ok_status();
@@ -144,12 +144,11 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_ti
   const auto eps = static_cast<float>(c.ln_eps);
 
   // Attention block: x += o(attention(qkv(LN1(x)))).
-  const int64_t Cb = geo.ln_stride;
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), Cb, x, w.ln1_w, w.ln1_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x, w.ln1_w, w.ln1_b, rows, C, eps, s()));
   VILA_RETURN_IF_ERROR(end("siglip.ln1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, false, false, C));  // (T, 3C): q | k | v
+  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, false, false));  // (T, 3C): q | k | v
   VILA_RETURN_IF_ERROR(end("siglip.qkv"));
   cuda::DenseAttentionArgs a;
   a.out = attn;  // (T, C)
@@ -176,13 +175,13 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_ti
 
   // MLP block: x += fc2(gelu(fc1(LN2(x)))).
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), Cb, x, w.ln2_w, w.ln2_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x, w.ln2_w, w.ln2_b, rows, C, eps, s()));
   VILA_RETURN_IF_ERROR(end("siglip.ln2"));
   VILA_RETURN_IF_ERROR(begin());
   if (c.act == cpu::GeluApprox::kTanh) {
-    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, false, true, C));  // (T, F) + GELU
-  } else {  // erf GELU after an fp32 GEMM (the bias is already in)
-    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, false, false, C));
+    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, false, true));  // (T, F) + GELU
+  } else {  // erf GELU after an fp32 GEMM (fp32 bias epilogue)
+    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, false, false));
     VILA_RETURN_IF_ERROR(cuda::gelu_bias(mlp, dt(), mlp32, nullptr, rows, F, false, s()));
   }
   VILA_RETURN_IF_ERROR(end("siglip.fc1"));

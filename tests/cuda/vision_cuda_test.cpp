@@ -493,68 +493,6 @@ TEST(CudaVisionOps, S2MergeMatchesCpu) {
 #endif
 }
 
-// set_bias_columns, then a GEMM with the bias folded into the weight ([x | 1 | 0] · [W | b | 0]ᵀ,
-// 16-bit out) vs a double reference on the same rounded operands: the qkv / fc1 path of
-// CudaVisionEncoder.
-TEST(CudaVisionOps, FoldedBiasGemmMatchesCpu) {
-  VILA_SKIP_WITHOUT_GPU();
-#ifdef VILA_WITH_CUDA
-  std::mt19937 rng(20);
-  auto blas = cuda::Blas::create();
-  ASSERT_TRUE(blas.ok());
-  const int64_t shapes[][3] = {{5, 32, 24}, {33, 1152, 72}, {7, 13, 9}};  // rows, C, N
-  for (const auto& sh : shapes) {
-    const int64_t rows = sh[0], C = sh[1], N = sh[2], stride = (C + 1 + 7) / 8 * 8;
-    for (DType dt : kHalfDtypes) {
-      SCOPED_TRACE(std::string(dtype_name(dt)) + " C " + std::to_string(C));
-      const auto x = rounded(dt, random_floats(rng, rows * C));
-      const auto w = rounded(dt, random_floats(rng, N * C, 0.1f));
-      const auto b = rounded(dt, random_floats(rng, N, 0.5f));
-      // x rows at the stride with NaN gaps; set_bias_columns must overwrite every gap.
-      std::vector<float> xs(static_cast<size_t>(rows * stride), NAN), want;
-      std::vector<float> ws(static_cast<size_t>(N * stride), 0.0f);
-      for (int64_t r = 0; r < rows; ++r) {
-        std::copy_n(x.begin() + r * C, C, xs.begin() + r * stride);
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        std::copy_n(w.begin() + n * C, C, ws.begin() + n * stride);
-        ws[static_cast<size_t>(n * stride + C)] = b[static_cast<size_t>(n)];
-      }
-      want = xs;
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = C; j < stride; ++j) want[static_cast<size_t>(r * stride + j)] = j == C;
-      }
-      const auto dx = upload_as(dt, xs);
-      ASSERT_TRUE(cuda::set_bias_columns(dx.data(), dt, rows, stride, C, nullptr).ok());
-      EXPECT_EQ(download(dx, dt, want.size()), want);
-      const auto dw = upload_as(dt, ws);
-      cuda::DeviceLinearWeight lw{dw.data(), nullptr, dt, N, stride};
-      const auto out = poisoned(bytes_of(dt, rows * N));
-      cuda::LinearArgs args;
-      args.out = out.data();
-      args.out_dtype = dt;
-      args.in = dx.data();
-      args.rows = rows;
-      ASSERT_TRUE(cuda::linear(**blas, args, lw, nullptr).ok());
-      std::vector<float> ref(static_cast<size_t>(rows * N));
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t n = 0; n < N; ++n) {
-          double acc = b[static_cast<size_t>(n)];
-          for (int64_t k = 0; k < C; ++k) {
-            acc += static_cast<double>(x[static_cast<size_t>(r * C + k)]) *
-                   w[static_cast<size_t>(n * C + k)];
-          }
-          ref[static_cast<size_t>(r * N + n)] = static_cast<float>(acc);
-        }
-      }
-      EXPECT_LE(max_rel_error(download(out, dt, ref.size()), ref),
-                dt == DType::kBF16 ? 8e-3 : 1e-3);
-    }
-  }
-  EXPECT_FALSE(cuda::set_bias_columns(nullptr, DType::kBF16, 2, 4, 4, nullptr).ok());
-#endif
-}
-
 TEST(CudaVisionOps, MergeChessboardIsExact) {
   VILA_SKIP_WITHOUT_GPU();
 #ifdef VILA_WITH_CUDA

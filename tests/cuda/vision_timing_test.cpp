@@ -144,7 +144,7 @@ TEST(CudaVision, VisionTimingSo400m17Tiles) {
 }
 
 // The pieces in isolation: the GEMM shapes of SigLIP (T = 17 * 1024 rows) and the projector, with
-// the variants worth knowing (bias folded into K, fp32 vs 16-bit outputs), and the host<->device
+// the variants worth knowing (bf16 bias epilogue, fp32 vs 16-bit outputs), and the host<->device
 // copies of the pixels (41 MB) and the projected features (44 MB).
 TEST(CudaVision, VisionTimingKernels) {
   VILA_SKIP_WITHOUT_GPU();
@@ -162,12 +162,12 @@ TEST(CudaVision, VisionTimingKernels) {
   };
   constexpr int64_t T = 17 * 1024, C = 1152, F = 4304, H = 3584;
   const Shape shapes[] = {
-      {"qkv folded K=1160 bf16", T, 3 * C, 1160, DType::kBF16, false, false, false},
+      {"qkv bf16+bf16 bias", T, 3 * C, C, DType::kBF16, false, false, true},
       {"qkv K=1152 bf16", T, 3 * C, C, DType::kBF16, false, false, false},
       {"qkv K=1152 f32+bias", T, 3 * C, C, DType::kF32, false, false, true},
       {"o f32 accumulate", T, C, C, DType::kF32, true, false, false},
       {"o bf16", T, C, C, DType::kBF16, false, false, false},
-      {"fc1 folded K=1160 gelu bf16", T, F, 1160, DType::kBF16, false, true, false},
+      {"fc1 gelu bf16+bf16 bias", T, F, C, DType::kBF16, false, true, true},
       {"fc1 K=1152 gelu bf16", T, F, C, DType::kBF16, false, true, false},
       {"fc1 K=1152 bf16", T, F, C, DType::kBF16, false, false, false},
       {"fc2 K=4304 f32 accumulate", T, C, F, DType::kF32, true, false, false},
@@ -188,6 +188,7 @@ TEST(CudaVision, VisionTimingKernels) {
     ASSERT_TRUE(cuda::memset_device(bias->data(), 0, sh.n * 4, s).ok());
     cuda::DeviceLinearWeight lw{w->data(), sh.bias ? bias->as<float>() : nullptr, DType::kBF16,
                                 sh.n, sh.k};
+    if (sh.bias && sh.out != DType::kF32) lw.bias16 = bias->data();  // zeros read as bf16 too
     cuda::LinearArgs a;
     a.out = out->data();
     a.out_dtype = sh.out;

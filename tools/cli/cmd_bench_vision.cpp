@@ -75,6 +75,20 @@ Status bench_vision(const CudaBenchArgs& args, double peak_tflops, nlohmann::jso
                    {"siglip_fraction_of_peak", tflops / peak_tflops},
                    {"s2_projector_ms", s2_ms},
                    {"tokens", warm.n_tokens}};
+
+  // One more call with every stage bracketed by events: where the SigLIP time goes (summed over
+  // the layers; the host waits at each stage, so only the parts are exact, not their sum).
+  encoder->reset_timings();
+  encoder->set_profiling(true);
+  VILA_RETURN_IF_ERROR(encoder->encode_device(tiles).status());
+  encoder->set_profiling(false);
+  nlohmann::json stages = nlohmann::json::array();
+  for (const VisionStageTime& st : encoder->stage_times()) {
+    std::printf("  vision stage %-20s %8.3f ms over %lld calls\n", st.name.c_str(), st.ms,
+                static_cast<long long>(st.calls));
+    stages.push_back({{"name", st.name}, {"ms", st.ms}, {"calls", st.calls}});
+  }
+  out["vision"]["stages"] = stages;
   return ok_status();
 }
 

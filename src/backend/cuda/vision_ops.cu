@@ -201,17 +201,6 @@ __global__ void merge_chessboard_kernel(float* __restrict__ map, const float* __
   }
 }
 
-// x (rows, row_stride): 1 at column col, 0 after it; one thread per written value.
-template <typename T>
-__global__ void set_bias_columns_kernel(T* __restrict__ x, int64_t n, int64_t row_stride,
-                                        int64_t col) {
-  const int64_t width = row_stride - col;
-  for (int64_t idx = global_index(); idx < n; idx += grid_stride()) {
-    const int64_t c = idx % width;
-    x[(idx / width) * row_stride + col + c] = from_float<T>(c == 0 ? 1.0f : 0.0f);
-  }
-}
-
 // Calls launch(T{}) with T the element type of `dtype` (float, __nv_bfloat16 or __half).
 template <typename Launch>
 Status dispatch_out(DType dtype, const char* what, Launch&& launch) {
@@ -430,23 +419,6 @@ Status merge_chessboard(float* map, const float* tiles, int64_t n_h, int64_t n_w
       map, tiles, n, n_w, g, channels);
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
-}
-
-Status set_bias_columns(void* x, DType dtype, int64_t rows, int64_t row_stride, int64_t col,
-                        void* stream) {
-  if (rows < 0 || col < 0 || col >= row_stride) {
-    return invalid_argument("set_bias_columns: bad shape rows " + std::to_string(rows) +
-                            ", row_stride " + std::to_string(row_stride) + ", col " +
-                            std::to_string(col));
-  }
-  const int64_t n = rows * (row_stride - col);
-  if (n == 0) return ok_status();
-  if (x == nullptr) return invalid_argument("set_bias_columns: null x");
-  return dispatch_out(dtype, "set_bias_columns", [&](auto tag) {
-    using T = decltype(tag);
-    set_bias_columns_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<T*>(x), n, row_stride, col);
-  });
 }
 
 }  // namespace vila::cuda

@@ -9,7 +9,6 @@
 //   s2_merge_features        model/s2_merge.h s2_merge_features (chessboard merge, area resize,
 //                            channel concat, chessboard split, in one pass)
 //   merge_chessboard         model/s2_merge.h merge_chessboard
-//   set_bias_columns         the constant input columns of a GEMM with its bias folded into W
 // Feature inputs are SigLIP outputs (n_tiles, P, C) fp32 read through (item_stride, first_token):
 // token t of item n is row n * item_stride + first_token + t, so "patch" feature selection (drop
 // token 0) needs no copy. Host-callable launchers, device pointers, no CUDA headers; out dtypes are
@@ -94,12 +93,5 @@ Status s2_merge_features(const S2MergeArgs& args, void* stream);
 // tiles (n_h*n_w, g*g, C) fp32 -> map (n_h*g, n_w*g, C) fp32: tile i*n_w + j lands at block (i, j).
 Status merge_chessboard(float* map, const float* tiles, int64_t n_h, int64_t n_w, int64_t g,
                         int64_t channels, void* stream);
-
-// x (rows, row_stride) of dtype: x[r, col] = 1 and x[r, col+1 .. row_stride-1] = 0 for every row.
-// With W' = [W | b | 0] of shape (N, row_stride), [x | 1 | 0] · W'ᵀ = x · Wᵀ + b: the bias of a
-// GEMM with a 16-bit output rides in the weight (cuBLASLt's bias epilogue wants the bias in the
-// output's dtype there, and our biases are fp32).
-Status set_bias_columns(void* x, DType dtype, int64_t rows, int64_t row_stride, int64_t col,
-                        void* stream);
 
 }  // namespace vila::cuda
