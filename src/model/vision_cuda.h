@@ -9,8 +9,9 @@
 //
 // Precision: weights and GEMM inputs in a 16-bit compute dtype (bf16 or f16) with fp32
 // accumulation; the residual stream, LayerNorm statistics, biases, position embeddings, softmax
-// and the S2 area resize stay fp32. Per SigLIP layer, all tiles of a media item in ONE batch
-// (B tiles, P patches, T = B*P rows):
+// and the S2 area resize stay fp32, except that the qkv and fc1 GEMMs (16-bit outputs) add a
+// 16-bit copy of their bias in cuBLASLt's epilogue (released checkpoints store bf16 biases). Per
+// SigLIP layer, all tiles of a media item in ONE batch (B tiles, P patches, T = B*P rows):
 //   xn = LN1(x) (16-bit)  ->  qkv = xn · Wqkvᵀ + b (one fused GEMM, 16-bit)
 //   attn = flash_attention_dense(q, k, v) (non-causal, per tile)  ->  x += attn · Woᵀ + bo
 //   xn = LN2(x)  ->  h = gelu_tanh(xn · W1ᵀ + b1) (GEMM epilogue, 16-bit)  ->  x += h · W2ᵀ + b2
@@ -40,6 +41,10 @@ struct CudaVisionOptions {
   DType compute = DType::kBF16;  // kBF16 or kF16
   int64_t max_tiles = 17;        // tiles per item the activations are sized for (NVILA-8B S2: 17)
   int device = 0;
+  // Time cuBLASLt's candidates for the large GEMM shapes on their first call (cuda::Blas::
+  // set_autotune; the first encode pays for it once). The environment variable
+  // VILA_GEMM_AUTOTUNE=0 also turns it off.
+  bool autotune = true;
 };
 
 // What create_random builds: a SigLIP tower, the top config.json's vision fields (select_layer,

@@ -130,16 +130,18 @@ struct CudaVisionEncoder::Impl {
   // share one region: after the tower only x (the features) is live.
   cuda::DeviceBuffer activations;
   int64_t capacity = 0;
-  float* pixels = nullptr;  // (B, 3, S, S)
-  float* x = nullptr;       // (T, C) residual stream, then the features
-  void* cols = nullptr;     // (T, Kpad) 16-bit im2col
-  void* xn = nullptr;       // (T, C) 16-bit LayerNorm out
-  void* qkv = nullptr;      // (T, 3C) 16-bit
-  void* attn = nullptr;     // (T, C) 16-bit
-  void* mlp = nullptr;      // (T, F) 16-bit
-  float* mlp32 = nullptr;   // (T, F) fp32 fc1 out before an erf GELU (hidden_act "gelu" only)
-  float* blocks = nullptr;  // (B, max(L, S2C), K*C) S2 blocks / repeated / compacted features
-  float* pa = nullptr;      // projector ping-pong fp32, (B, max stage tokens x width)
+  cuda::PinnedBuffer staging;  // (B, 3, S, S) fp32 host pixels on their way up (upload_pixels)
+  float* pixels = nullptr;     // (B, 3, S, S)
+  float* x = nullptr;          // (T, C) residual stream, then the features
+  float* x_mid = nullptr;      // (T, C) the stream between a layer's attention and MLP blocks
+  void* cols = nullptr;        // (T, Kpad) 16-bit im2col
+  void* xn = nullptr;          // (T, C) 16-bit LayerNorm out
+  void* qkv = nullptr;         // (T, 3C) 16-bit
+  void* attn = nullptr;        // (T, C) 16-bit
+  void* mlp = nullptr;         // (T, F) 16-bit
+  float* mlp32 = nullptr;      // (T, F) fp32 fc1 out before an erf GELU (hidden_act "gelu" only)
+  float* blocks = nullptr;     // (B, max(L, S2C), K*C) S2 blocks / repeated / compacted features
+  float* pa = nullptr;         // projector ping-pong fp32, (B, max stage tokens x width)
   float* pb = nullptr;
   void* p16 = nullptr;  // projector 16-bit GEMM input, same size
 
@@ -167,20 +169,24 @@ struct CudaVisionEncoder::Impl {
 
   Status bind(DType dtype);
   Status ensure_capacity(int64_t n_tiles);
+  // out (rows, N) = in · Wᵀ + b (+ residual, a (rows, N) fp32 buffer other than out: cuBLASLt's
+  // C operand), GELU (tanh) after the bias when gelu_tanh. model_k: the K counted in flops (the
+  // patch GEMM's K is padded).
   Status gemm(void* out, DType out_dtype, const void* in, int64_t rows,
-              const cuda::DeviceLinearWeight& w, bool accumulate, bool gelu_tanh,
+              const cuda::DeviceLinearWeight& w, const float* residual, bool gelu_tanh,
               int64_t model_k = 0) {
     cuda::LinearArgs a;
     a.out = out;
     a.out_dtype = out_dtype;
     a.in = in;
     a.rows = rows;
-    a.accumulate = accumulate;
+    a.residual = residual;
     a.gelu_tanh = gelu_tanh;
     flops += 2.0 * static_cast<double>(rows) * static_cast<double>(w.out_features) *
              static_cast<double>(model_k > 0 ? model_k : w.in_features);
     return cuda::linear(*blas, a, w, s());
   }
+  Status upload_pixels(const float* host_tiles, int64_t n_tiles);  // into pixels, async
   Status run_tower(const float* host_tiles, int64_t n_tiles);
   Status encoder_layer(const vision_cuda::DeviceLayer& w, int64_t n_tiles);
   // Projector stages [first_stage, end) on `items` items of `tokens` fp32 tokens of `width`

@@ -140,13 +140,13 @@ StatusOr<const float*> CudaVisionEncoder::Impl::run_projector(const float* in, i
         const bool gelu_next = i + 1 < n && stages[i + 1].geom.kind == K::kGelu;
         const int64_t out_dim = st.geom.out_dim;
         if (!gelu_next) {
-          VILA_RETURN_IF_ERROR(gemm(out, DType::kF32, p16, rows, st.linear, false, false));
+          VILA_RETURN_IF_ERROR(gemm(out, DType::kF32, p16, rows, st.linear, nullptr, false));
           cur = out;
           is16 = false;
         } else {
           cuda::DeviceLinearWeight no_bias = st.linear;
           no_bias.bias = nullptr;
-          VILA_RETURN_IF_ERROR(gemm(out, DType::kF32, p16, rows, no_bias, false, false));
+          VILA_RETURN_IF_ERROR(gemm(out, DType::kF32, p16, rows, no_bias, nullptr, false));
           const bool linear_after = i + 2 < n && stages[i + 2].geom.kind == K::kLinear;
           void* act = linear_after ? p16 : static_cast<void*>(out);  // GEMM has read p16
           VILA_RETURN_IF_ERROR(cuda::gelu_bias(act, linear_after ? dt() : DType::kF32, out,

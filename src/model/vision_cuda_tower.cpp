@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "model/vision_cuda_internal.h"
+#include "vision/resize.h"
 
 #ifdef VILA_WITH_CUDA
 #include "backend/cuda/device.h"
@@ -31,6 +32,7 @@ using vision_cuda::StageGeom;
 
 // Resolves the layout's offsets into device pointers.
 Status CudaVisionEncoder::Impl::bind(DType dtype) {
+  blas->set_autotune(options.autotune && cuda::Blas::autotune_from_env());
   char* base = weights.as<char>();
   auto f32_at = [&](size_t offset) { return reinterpret_cast<const float*>(base + offset); };
   auto resolve = [&](const LinearSlot& slot) {
@@ -82,6 +84,7 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
       {reinterpret_cast<void**>(&x), T * C * 4}};
   const std::vector<std::pair<void**, int64_t>> tower = {
       {&cols, T * geo.patch_k_pad * es},
+      {reinterpret_cast<void**>(&x_mid), T * C * 4},
       {&xn, T * C * es},
       {&qkv, T * 3 * C * es},
       {&attn, T * C * es},
@@ -99,8 +102,11 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
     return total;
   };
   const size_t region = std::max(bytes_of(tower), bytes_of(projector));
-  activations = cuda::DeviceBuffer();  // free the old one first
+  activations = cuda::DeviceBuffer();  // free the old ones first
+  staging = cuda::PinnedBuffer();
   capacity = 0;
+  VILA_ASSIGN_OR_RETURN(
+      staging, cuda::PinnedBuffer::create(B * c.n_channels * c.image_size * c.image_size * 4));
   VILA_ASSIGN_OR_RETURN(activations, cuda::DeviceBuffer::create(bytes_of(fixed) + region));
   auto carve = [](char* at, const std::vector<std::pair<void**, int64_t>>& list) {
     for (const auto& [ptr, bytes] : list) {
@@ -116,21 +122,48 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
   return ok_status();
 }
 
+// The pixels go through a pinned staging buffer one tile at a time: the vision threads copy tile
+// i into it while the copy engine uploads tile i-1 (a pageable cudaMemcpy moves them at one
+// thread's memcpy speed, and blocks). ensure_capacity sized it.
+Status CudaVisionEncoder::Impl::upload_pixels(const float* host_tiles, int64_t n_tiles) {
+  const SiglipConfig& c = geo.tower;
+  const auto tile = static_cast<size_t>(c.n_channels * c.image_size * c.image_size);  // floats
+  if (staging.bytes() < static_cast<size_t>(n_tiles) * tile * 4) {
+    return internal_error("CudaVisionEncoder: pixel staging smaller than the tiles");
+  }
+  VILA_RETURN_IF_ERROR(stream.synchronize());  // a failed call may have left copies in flight
+  constexpr int64_t kPieces = 64;              // per tile, spread over the threads
+  const int64_t piece = static_cast<int64_t>((tile + kPieces - 1) / kPieces);
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const float* src = host_tiles + static_cast<size_t>(t) * tile;
+    float* dst = staging.as<float>() + static_cast<size_t>(t) * tile;
+    vision_parallel_for(kPieces, 2, [&](int64_t p0, int64_t p1) {
+      const auto lo =
+          static_cast<size_t>(std::min<int64_t>(p0 * piece, static_cast<int64_t>(tile)));
+      const auto hi =
+          static_cast<size_t>(std::min<int64_t>(p1 * piece, static_cast<int64_t>(tile)));
+      std::copy(src + lo, src + hi, dst + lo);
+    });
+    VILA_RETURN_IF_ERROR(
+        cuda::copy_to_device_async(pixels + static_cast<size_t>(t) * tile, dst, tile * 4, s()));
+  }
+  return ok_status();
+}
+
 // Upload + embeddings + the layers that run: x (B*P, C) holds hidden_states[select_layer].
 Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_tiles) {
   const SiglipConfig& c = geo.tower;
   const int64_t B = n_tiles, S = c.image_size, rows = B * geo.patches;
   VILA_RETURN_IF_ERROR(ensure_capacity(B));
   const auto t0 = std::chrono::steady_clock::now();
-  VILA_RETURN_IF_ERROR(cuda::copy_to_device(  // pageable: returns once the host copy is done
-      pixels, host_tiles, static_cast<size_t>(B * c.n_channels * S * S) * 4, s()));
+  VILA_RETURN_IF_ERROR(upload_pixels(host_tiles, B));
   upload_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (timer) add_stage("upload (host wall)", upload_ms);
   VILA_RETURN_IF_ERROR(begin());
   VILA_RETURN_IF_ERROR(cuda::im2col_patches(cols, dt(), geo.patch_k_pad, pixels, B, c.n_channels, S,
                                             c.patch_size, s()));  // (T, Kpad)
-  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, false, false, geo.patch_k));
+  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, nullptr, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));
   for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, B));
@@ -143,12 +176,12 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_ti
   const int64_t Hh = c.n_heads, D = c.head_dim(), es = dtype_bytes(dt(), 1);
   const auto eps = static_cast<float>(c.ln_eps);
 
-  // Attention block: x += o(attention(qkv(LN1(x)))).
+  // Attention block: x_mid = x + o(attention(qkv(LN1(x)))).
   VILA_RETURN_IF_ERROR(begin());
   VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x, w.ln1_w, w.ln1_b, rows, C, eps, s()));
   VILA_RETURN_IF_ERROR(end("siglip.ln1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, false, false));  // (T, 3C): q | k | v
+  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, nullptr, false));  // (T, 3C): q | k | v
   VILA_RETURN_IF_ERROR(end("siglip.qkv"));
   cuda::DenseAttentionArgs a;
   a.out = attn;  // (T, C)
@@ -170,23 +203,25 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_ti
   flops +=
       4.0 * static_cast<double>(n_tiles) * static_cast<double>(P * P) * static_cast<double>(Hh * D);
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, attn, rows, w.o, true, false));  // x += o(attn)
+  // x_mid = x + o(attn): the residual rides in cuBLASLt's C operand (C != D, so the plan can be
+  // tuned; the fp32 traffic is that of an in-place add).
+  VILA_RETURN_IF_ERROR(gemm(x_mid, DType::kF32, attn, rows, w.o, x, false));
   VILA_RETURN_IF_ERROR(end("siglip.o"));
 
-  // MLP block: x += fc2(gelu(fc1(LN2(x)))).
+  // MLP block: x = x_mid + fc2(gelu(fc1(LN2(x_mid)))).
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x, w.ln2_w, w.ln2_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x_mid, w.ln2_w, w.ln2_b, rows, C, eps, s()));
   VILA_RETURN_IF_ERROR(end("siglip.ln2"));
   VILA_RETURN_IF_ERROR(begin());
   if (c.act == cpu::GeluApprox::kTanh) {
-    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, false, true));  // (T, F) + GELU
+    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, nullptr, true));  // (T, F) + GELU
   } else {  // erf GELU after an fp32 GEMM (fp32 bias epilogue)
-    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, false, false));
+    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, nullptr, false));
     VILA_RETURN_IF_ERROR(cuda::gelu_bias(mlp, dt(), mlp32, nullptr, rows, F, false, s()));
   }
   VILA_RETURN_IF_ERROR(end("siglip.fc1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, mlp, rows, w.fc2, true, false));  // x += fc2(h)
+  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, mlp, rows, w.fc2, x_mid, false));  // x = x_mid + fc2(h)
   return end("siglip.fc2");
 }
 

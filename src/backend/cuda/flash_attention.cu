@@ -14,7 +14,7 @@
 // and writes out = O / l (dense, optionally, lse = (c·m + log2 l) · ln 2 per row for the
 // backward). Causal blocks stop at the tile of their last query; only tiles that
 // cross the diagonal or the end of the keys are masked. Head dims are padded in shared memory to
-// kD ∈ {32, 64, 80, 96, 128} with zeros; global rows are never read past head_dim.
+// kD ∈ {32, 64, 80, 96, 128} with zeros (FwdConfig); global rows are never read past head_dim.
 #include <cmath>
 #include <string>
 
@@ -37,11 +37,7 @@ constexpr int kThreads = kWarps * 32;
 // (H100, SigLIP dense attention: 229 TFLOP/s vs 199 with one).
 constexpr int kWarpTiles = 2;
 constexpr int kBlockM = kWarps * kWarpTiles * kMmaM;  // 128 query rows per block
-constexpr int kBlockN = kKvPageSize;                  // 64 keys per K/V tile
 constexpr int kStages = 2;                            // K/V tiles in flight (double buffering)
-// Up to this head dim the warp keeps its Q fragments in registers; above, it re-reads them from
-// shared memory every tile (registers go to the (32, kD) accumulator).
-constexpr int kQInRegsMaxD = 80;
 constexpr int kMaxGridYZ = 65535;
 constexpr int64_t kMaxRowStride = int64_t{1} << 23;  // tile offsets (128 rows) stay in int32
 constexpr float kLog2e = 1.4426950408889634f;
@@ -87,12 +83,14 @@ struct PagedLoader {
     const int kv = min(p.kv_len[b], p.max_pages * kKvPageSize);
     return {q0, p.q_start[b + 1] - q0, max(kv, 0)};
   }
-  template <typename T>
+  template <typename T, int kBlockN>
   __device__ static const T* k_tile(const FwdParams& p, int b, int hk, int j) {
+    static_assert(kBlockN == kKvPageSize, "a K/V tile is one page");
     return page_rows<T>(p.k, p, b, hk, j);
   }
-  template <typename T>
+  template <typename T, int kBlockN>
   __device__ static const T* v_tile(const FwdParams& p, int b, int hk, int j) {
+    static_assert(kBlockN == kKvPageSize, "a K/V tile is one page");
     return page_rows<T>(p.v, p, b, hk, j);
   }
   __device__ static int64_t k_stride(const FwdParams& p) { return p.head_dim; }
@@ -110,43 +108,69 @@ struct DenseLoader {
   __device__ static SeqInfo sequence(const FwdParams& p, int b) {
     return {static_cast<int64_t>(b) * p.seq, p.seq, p.seq};
   }
-  template <typename T>
+  template <typename T, int kBlockN>
   __device__ static const T* k_tile(const FwdParams& p, int b, int hk, int j) {
-    return strided_rows<T>(p.k, p.k_stride, p, b, hk, j);
+    return strided_rows<T>(p.k, p.k_stride, p, b, hk, int64_t{j} * kBlockN);
   }
-  template <typename T>
+  template <typename T, int kBlockN>
   __device__ static const T* v_tile(const FwdParams& p, int b, int hk, int j) {
-    return strided_rows<T>(p.v, p.v_stride, p, b, hk, j);
+    return strided_rows<T>(p.v, p.v_stride, p, b, hk, int64_t{j} * kBlockN);
   }
   __device__ static int64_t k_stride(const FwdParams& p) { return p.k_stride; }
   __device__ static int64_t v_stride(const FwdParams& p) { return p.v_stride; }
   template <typename T>
   __device__ static const T* strided_rows(const void* base, int64_t stride, const FwdParams& p,
-                                          int b, int hk, int j) {
-    const int64_t row = static_cast<int64_t>(b) * p.seq + static_cast<int64_t>(j) * kBlockN;
+                                          int b, int hk, int64_t key0) {
+    const int64_t row = static_cast<int64_t>(b) * p.seq + key0;
     return static_cast<const T*>(base) + row * stride + static_cast<int64_t>(hk) * p.head_dim;
   }
 };
 
 // ---- kernel ----
+// Compile-time shape of a forward instance. kD: the shared-memory (padded) head dim, a multiple of
+// 16; kDValid <= kD: the columns computed, a multiple of 8 (an odd multiple of 8 ends Q·Kᵀ with a
+// k = 8 MMA and P·V with a single 8-column tile, so SigLIP's 72 pays for 72, not 80). kBlockN:
+// keys per K/V tile (the paged cache's page size for PagedLoader). kMinBlocks: blocks per SM the
+// registers are budgeted for. kQInRegs: the warp keeps its Q fragments in registers (else it
+// re-reads them from shared memory every tile).
+template <int kD_, int kDValid_, int kBlockN_, int kMinBlocks_, bool kQInRegs_>
+struct FwdConfig {
+  static constexpr int kD = kD_;
+  static constexpr int kDValid = kDValid_;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kMinBlocks = kMinBlocks_;
+  static constexpr bool kQInRegs = kQInRegs_;
+  static constexpr int kStride = kD + kSmemPad;
+  static constexpr int kTileElems = kBlockN * kStride;  // one K or V tile
+  // With Q in registers and a stage as tall as the Q tile, Q borrows stage 1 until it is loaded.
+  static constexpr bool kQBorrowsStage = kQInRegs && kBlockM == 2 * kBlockN;
+  static constexpr size_t kSmemElems =
+      2 * kStages * kTileElems + (kQBorrowsStage ? 0 : kBlockM * kStride);
+  static_assert(kD % kMmaK == 0 && kDValid % kMmaN == 0 && kDValid <= kD, "head dims");
+  static_assert(kBlockN % kMmaK == 0, "whole P·V steps per tile");
+};
+
 // Grid (query blocks, n_head, batch); blockIdx.x counts query blocks from the last one, so the
 // longest causal blocks start first. Warp w owns rows 32w .. 32w+31 of the block as two MMA row
 // tiles: every K / V fragment read from shared memory feeds both. Shared memory: kStages stages of
-// [K tile | V tile], each (kBlockN, kD + kSmemPad), then (kD > kQInRegsMaxD) the Q tile
-// (kBlockM, kD + kSmemPad). With Q in registers its tile borrows stage 1 until it is loaded.
-template <typename T, int kD, typename Loader>
-__global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams p) {
-  constexpr int kStride = kD + kSmemPad;
-  constexpr int kTileElems = kBlockN * kStride;
-  constexpr int kKSteps = kD / kMmaK;         // Q·Kᵀ reduction steps
-  constexpr int kKeyTiles = kBlockN / kMmaN;  // 8 score column tiles
-  constexpr int kOTiles = kD / kMmaN;         // output column tiles
-  constexpr bool kQInRegs = kD <= kQInRegsMaxD;
+// [K tile | V tile], each (kBlockN, kD + kSmemPad), then the Q tile (kBlockM, kD + kSmemPad) unless
+// it borrows stage 1 (FwdConfig::kQBorrowsStage).
+template <typename T, class Cfg, typename Loader>
+__global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) flash_fwd_kernel(const FwdParams p) {
+  constexpr int kD = Cfg::kD;
+  constexpr int kBlockN = Cfg::kBlockN;
+  constexpr int kStride = Cfg::kStride;
+  constexpr int kTileElems = Cfg::kTileElems;
+  constexpr int kKSteps = Cfg::kDValid / kMmaK;           // full Q·Kᵀ reduction steps
+  constexpr bool kHalfStep = Cfg::kDValid % kMmaK != 0;   // then one k = 8 step
+  constexpr int kQSteps = kKSteps + (kHalfStep ? 1 : 0);  // Q fragments per row tile
+  constexpr int kKeyTiles = kBlockN / kMmaN;              // score column tiles
+  constexpr int kOTiles = Cfg::kDValid / kMmaN;           // output column tiles
+  constexpr bool kQInRegs = Cfg::kQInRegs;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  // Stage s: K at tile 2s, V at tile 2s+1. Q: after the stages, or over stage 1 (two tiles).
-  T* s_q = smem + (kQInRegs ? 2 : 2 * kStages) * kTileElems;  // (kBlockM, kStride)
-  static_assert(kBlockM == 2 * kBlockN, "Q spans the two tiles of a stage");
+  // Stage s: K at tile 2s, V at tile 2s+1. Q: over stage 1, or after the stages.
+  T* s_q = smem + (Cfg::kQBorrowsStage ? 2 : 2 * kStages) * kTileElems;  // (kBlockM, kStride)
 
   const int b = blockIdx.z;
   const int h = blockIdx.y;
@@ -170,35 +194,37 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams 
   const auto load_kv = [&](int j, int stage) {
     const int rows = min(kBlockN, seq.kv_len - j * kBlockN);
     flash::load_tile_async<kBlockN, kD, kThreads>(smem + 2 * stage * kTileElems,
-                                                  Loader::template k_tile<T>(p, b, hk, j),
+                                                  Loader::template k_tile<T, kBlockN>(p, b, hk, j),
                                                   Loader::k_stride(p), rows, p.head_dim, tid);
     flash::load_tile_async<kBlockN, kD, kThreads>(smem + (2 * stage + 1) * kTileElems,
-                                                  Loader::template v_tile<T>(p, b, hk, j),
+                                                  Loader::template v_tile<T, kBlockN>(p, b, hk, j),
                                                   Loader::v_stride(p), rows, p.head_dim, tid);
   };
   if (n_tiles > 0) load_kv(0, 0);
   flash::cp_async_commit();
   flash::cp_async_wait<0>();
   __syncthreads();
-  // Lane addresses of the x4 fragment loads (see flash_mma.cuh): Q rows 0-15 of a row tile at
-  // column +0 / +8; K keys +0 / +8 at column +0 / +8; V keys 0-15 at column +0 / +8.
+  // Lane addresses of the fragment loads (see flash_mma.cuh): x4 Q rows 0-15 of a row tile at
+  // column +0 / +8; x4 K keys +0 / +8 at column +0 / +8; x4 V keys 0-15 at column +0 / +8. The
+  // x2 loads of a half step use lanes 0-15: rows (keys) 0-15 at column +0.
   const T* q_base = s_q + (warp * kWarpTiles * kMmaM + lane % 16) * kStride + lane / 16 * 8;
   const int k_offset = (lane % 8 + lane / 16 * 8) * kStride + (lane / 8) % 2 * 8;
+  const int k_half_offset = (lane % 16) * kStride;
   const int v_offset = (lane % 16) * kStride + lane / 16 * 8;
-  // (32 rows of this warp, kD) as A fragments when they fit in registers.
-  uint32_t q_frag[kQInRegs ? kWarpTiles : 1][kQInRegs ? kKSteps : 1][4];
+  // (32 rows of this warp, kDValid) as A fragments when they fit in registers.
+  uint32_t q_frag[kQInRegs ? kWarpTiles : 1][kQInRegs ? kQSteps : 1][4];
   if constexpr (kQInRegs) {
 #pragma unroll
     for (int mt = 0; mt < kWarpTiles; ++mt) {
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
+      for (int ks = 0; ks < kQSteps; ++ks) {
         flash::ldmatrix_x4(q_frag[mt][ks], q_base + mt * kMmaM * kStride + ks * kMmaK);
       }
     }
     __syncthreads();  // stage 1 is free again
   }
 
-  float o[kWarpTiles][kOTiles][4] = {};  // (32, kD) fp32 accumulator of this warp
+  float o[kWarpTiles][kOTiles][4] = {};  // (32, kDValid) fp32 accumulator of this warp
   float row_max[kWarpTiles][2];
   float row_sum[kWarpTiles][2];
 #pragma unroll
@@ -214,7 +240,8 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams 
     const int stage = j % kStages;
     if (j + 1 < n_tiles) load_kv(j + 1, (j + 1) % kStages);
     flash::cp_async_commit();
-    const T* k_tile = smem + 2 * stage * kTileElems + k_offset;
+    const T* k_stage = smem + 2 * stage * kTileElems;
+    const T* k_tile = k_stage + k_offset;
     const T* v_tile = smem + (2 * stage + 1) * kTileElems + v_offset;
 
     // S = Q Kᵀ: (32, kBlockN) scores of this warp.
@@ -239,6 +266,31 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams 
         for (int mt = 0; mt < kWarpTiles; ++mt) {
           flash::mma_16816<T>(s[mt][2 * pr], a[mt], kb[0], kb[1]);
           flash::mma_16816<T>(s[mt][2 * pr + 1], a[mt], kb[2], kb[3]);
+        }
+      }
+    }
+    if constexpr (kHalfStep) {  // columns 16·kKSteps .. +7
+      uint32_t a[kWarpTiles][2];
+#pragma unroll
+      for (int mt = 0; mt < kWarpTiles; ++mt) {
+        if constexpr (kQInRegs) {
+          a[mt][0] = q_frag[mt][kKSteps][0];
+          a[mt][1] = q_frag[mt][kKSteps][1];
+        } else {
+          flash::ldmatrix_x2(a[mt],
+                             s_q + (warp * kWarpTiles * kMmaM + mt * kMmaM + lane % 16) * kStride +
+                                 kKSteps * kMmaK);
+        }
+      }
+#pragma unroll
+      for (int pr = 0; pr < kKeyTiles / 2; ++pr) {
+        uint32_t kb[2];  // keys 0-7 and 8-15 of the pair
+        flash::ldmatrix_x2(kb,
+                           k_stage + k_half_offset + pr * 2 * kMmaN * kStride + kKSteps * kMmaK);
+#pragma unroll
+        for (int mt = 0; mt < kWarpTiles; ++mt) {
+          flash::mma_1688<T>(s[mt][2 * pr], a[mt][0], a[mt][1], kb[0]);
+          flash::mma_1688<T>(s[mt][2 * pr + 1], a[mt][0], a[mt][1], kb[1]);
         }
       }
     }
@@ -277,6 +329,14 @@ __global__ void __launch_bounds__(kThreads, 2) flash_fwd_kernel(const FwdParams 
         for (int mt = 0; mt < kWarpTiles; ++mt) {
           flash::mma_16816<T>(o[mt][2 * d], pa[mt], vb[0], vb[1]);
           flash::mma_16816<T>(o[mt][2 * d + 1], pa[mt], vb[2], vb[3]);
+        }
+      }
+      if constexpr (kOTiles % 2 != 0) {  // the last 8 columns alone (lanes 0-15: keys 0-15)
+        uint32_t vb[2];
+        flash::ldmatrix_x2_trans(vb, v_tile + kk * kMmaK * kStride + (kOTiles - 1) * kMmaN);
+#pragma unroll
+        for (int mt = 0; mt < kWarpTiles; ++mt) {
+          flash::mma_16816<T>(o[mt][kOTiles - 1], pa[mt], vb[0], vb[1]);
         }
       }
     }
@@ -349,11 +409,10 @@ Status check_common(const char* what, const void* out, int64_t out_stride, const
   return {};
 }
 
-template <typename T, int kD, typename Loader>
+template <typename T, class Cfg, typename Loader>
 Status launch_fwd(const FwdParams& p, int query_blocks, int batch, cudaStream_t stream) {
-  constexpr int kTiles = 2 * kStages + (kD <= kQInRegsMaxD ? 0 : 2);  // K/V stages (+ Q)
-  constexpr size_t kSmemBytes = kTiles * kBlockN * (kD + kSmemPad) * sizeof(T);
-  const auto kernel = flash_fwd_kernel<T, kD, Loader>;
+  constexpr size_t kSmemBytes = Cfg::kSmemElems * sizeof(T);
+  const auto kernel = flash_fwd_kernel<T, Cfg, Loader>;
   VILA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   const dim3 grid(static_cast<unsigned>(query_blocks), static_cast<unsigned>(p.n_head),
@@ -363,23 +422,32 @@ Status launch_fwd(const FwdParams& p, int query_blocks, int batch, cudaStream_t 
   return {};
 }
 
-// Instantiates the kernel for the padded head dim and dtype: {32, 64, 80, 96, 128} x {bf16, f16}.
+// The instances, {bf16, f16} x {paged, dense} each: head dims 16 and 32 in a 32 tile, 64, 72 (in
+// an 80 tile, computing 72 columns), 80 and 96 in a 96 tile, 128. Q stays in registers up to 72.
+using Fwd32 = FwdConfig<32, 32, 64, 2, true>;
+using Fwd64 = FwdConfig<64, 64, 64, 2, true>;
+using Fwd72 = FwdConfig<80, 72, 64, 2, true>;
+using Fwd96 = FwdConfig<96, 96, 64, 2, false>;
+using Fwd128 = FwdConfig<128, 128, 64, 2, false>;
+
 template <typename Loader>
 Status dispatch_fwd(const char* what, const FwdParams& p, DType dtype, int query_blocks, int batch,
                     void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   VILA_DISPATCH_HALF(dtype, what, {
-    switch (flash::padded_head_dim(p.head_dim)) {
+    switch (p.head_dim) {
+      case 16:
       case 32:
-        return launch_fwd<T, 32, Loader>(p, query_blocks, batch, s);
+        return launch_fwd<T, Fwd32, Loader>(p, query_blocks, batch, s);
       case 64:
-        return launch_fwd<T, 64, Loader>(p, query_blocks, batch, s);
+        return launch_fwd<T, Fwd64, Loader>(p, query_blocks, batch, s);
+      case 72:
+        return launch_fwd<T, Fwd72, Loader>(p, query_blocks, batch, s);
       case 80:
-        return launch_fwd<T, 80, Loader>(p, query_blocks, batch, s);
       case 96:
-        return launch_fwd<T, 96, Loader>(p, query_blocks, batch, s);
+        return launch_fwd<T, Fwd96, Loader>(p, query_blocks, batch, s);
       case 128:
-        return launch_fwd<T, 128, Loader>(p, query_blocks, batch, s);
+        return launch_fwd<T, Fwd128, Loader>(p, query_blocks, batch, s);
       default:
         break;
     }

@@ -4,6 +4,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <tuple>
@@ -124,6 +125,11 @@ struct Blas::PlanCache {
 };
 
 Blas::Blas() : plans_(std::make_unique<PlanCache>()) {}
+
+bool Blas::autotune_from_env() {
+  const char* tune = std::getenv("VILA_GEMM_AUTOTUNE");
+  return tune == nullptr || std::string(tune) != "0";
+}
 
 StatusOr<std::unique_ptr<Blas>> Blas::create() {
   std::unique_ptr<Blas> blas(new Blas());

@@ -39,6 +39,9 @@ class Blas {
   // The training engine turns it on; the plans made before keep their algorithm.
   void set_autotune(bool on) { autotune_ = on; }
   bool autotune() const { return autotune_; }
+  // What callers that tune by default (training, the vision tower) pass to set_autotune: true
+  // unless the environment variable VILA_GEMM_AUTOTUNE is "0" (to measure what tuning buys).
+  static bool autotune_from_env();
   // Device bytes of the epilogue scratch (0 until a bias with a 16-bit output first runs).
   size_t scratch_bytes() const { return scratch_bytes_; }
   // The scratch, grown (cudaMalloc, after a device sync of the old one's users) to >= bytes.

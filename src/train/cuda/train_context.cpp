@@ -1,9 +1,6 @@
 // TrainContext (train_context.h): the Linear forward / backward on cuBLASLt.
 #include "train/cuda/train_context.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "backend/cuda/train_ops.h"
 #include "backend/cuda/train_vlm_ops.h"
 
@@ -13,10 +10,9 @@ StatusOr<std::unique_ptr<TrainContext>> make_train_context() {
   auto ctx = std::make_unique<TrainContext>();
   VILA_ASSIGN_OR_RETURN(ctx->stream, cuda::Stream::create());
   VILA_ASSIGN_OR_RETURN(ctx->blas, cuda::Blas::create());
-  // Time cuBLASLt's candidates per training GEMM shape; VILA_GEMM_AUTOTUNE=0 keeps the
-  // heuristic's first answer (to measure what the tuning buys).
-  const char* tune = std::getenv("VILA_GEMM_AUTOTUNE");
-  ctx->blas->set_autotune(tune == nullptr || std::string(tune) != "0");
+  // Time cuBLASLt's candidates per training GEMM shape (VILA_GEMM_AUTOTUNE=0: the heuristic's
+  // first answer).
+  ctx->blas->set_autotune(cuda::Blas::autotune_from_env());
   ctx->gemm = std::make_unique<cuda::TrainGemm>(*ctx->blas);
   return ctx;
 }
