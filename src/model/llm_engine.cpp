@@ -12,6 +12,7 @@
 #include "backend/cuda/embedding.h"
 #include "backend/cuda/flash_attention.h"
 #include "backend/cuda/rope.h"
+#include "backend/cuda/sampling.h"
 #endif
 
 namespace vila {
@@ -241,7 +242,10 @@ Status LlmEngine::Impl::allocate_runtime() {
       take(static_cast<size_t>(std::max<int64_t>(kLogitRows, B) * c.vocab_size) * 4);
   const size_t o_ws = take(cuda::decode_attention_workspace_bytes(
       B, static_cast<int>(H), static_cast<int>(D), static_cast<int>(options.max_seq)));
+  const size_t o_argmax = take(cuda::argmax_workspace_bytes(B));
   const size_t o_freq = take(static_cast<size_t>(D / 2) * 4);
+  const size_t rope_table = static_cast<size_t>(options.max_seq * (D / 2)) * 4;
+  const size_t o_cos = take(rope_table), o_sin = take(rope_table);
   // The step block (mirrored in pinned memory): positions, seq_ids, q_start, kv_len,
   // block_table, tokens, next, step.
   size_t step = 0;
@@ -272,7 +276,10 @@ Status LlmEngine::Impl::allocate_runtime() {
   scratch.act = b + o_act;
   scratch.logits = reinterpret_cast<float*>(b + o_logits);
   scratch.attn_ws = b + o_ws;
+  scratch.argmax_ws = b + o_argmax;
   scratch.inv_freq = reinterpret_cast<float*>(b + o_freq);
+  scratch.rope_cos = reinterpret_cast<float*>(b + o_cos);
+  scratch.rope_sin = reinterpret_cast<float*>(b + o_sin);
   char* sb = b + o_step;
   scratch.positions = reinterpret_cast<int32_t*>(sb + s_pos);
   scratch.seq_ids = reinterpret_cast<int32_t*>(sb + s_seq);
@@ -298,6 +305,10 @@ Status LlmEngine::Impl::allocate_runtime() {
   const std::vector<float> inv_freq = cuda::rope_inv_freq(D / 2, c.rope_theta);
   VILA_RETURN_IF_ERROR(
       cuda::copy_to_device(scratch.inv_freq, inv_freq.data(), inv_freq.size() * 4, s()));
+  VILA_RETURN_IF_ERROR(
+      cuda::memset_device(scratch.argmax_ws, 0, cuda::argmax_workspace_bytes(B), s()));
+  VILA_RETURN_IF_ERROR(cuda::rope_cos_sin_f32(scratch.rope_cos, scratch.rope_sin, scratch.inv_freq,
+                                              0, options.max_seq, D / 2, s()));
   return stream.synchronize();
 }
 

@@ -143,6 +143,9 @@ Status LlmEngine::Impl::run_layers(int rows, bool decode) {
     ka.positions = scratch.positions;
     ka.seq_ids = scratch.seq_ids;
     ka.inv_freq = scratch.inv_freq;
+    ka.rope_cos = scratch.rope_cos;
+    ka.rope_sin = scratch.rope_sin;
+    ka.table_positions = options.max_seq;
     ka.kv = kv;
     ka.rows = rows;
     ka.n_head = static_cast<int>(H);
@@ -362,7 +365,8 @@ Status LlmEngine::decode(const std::vector<int>& seq_list, const std::vector<int
 
   const int64_t V = m.config.vocab_size;
   if (sampling.temperature <= 0.0f) {
-    VILA_RETURN_IF_ERROR(cuda::argmax_rows(m.scratch.next, m.scratch.logits, batch, V, V, m.s()));
+    VILA_RETURN_IF_ERROR(cuda::argmax_rows(m.scratch.next, m.scratch.logits, batch, V, V, m.s(),
+                                           m.scratch.argmax_ws));
   } else {
     cuda::SampleArgs sa;
     sa.out_ids = m.scratch.next;

@@ -44,6 +44,7 @@ struct EngineScratch {
   void* act = nullptr;             // (R, F) dtype: silu(gate) * up
   float* logits = nullptr;         // (kLogitRows, V) fp32
   void* attn_ws = nullptr;         // decode attention workspace
+  void* argmax_ws = nullptr;       // argmax_rows workspace (max_batch rows), kept zero
   int32_t* positions = nullptr;    // (R)
   int32_t* seq_ids = nullptr;      // (R): row of block_table
   int32_t* q_start = nullptr;      // (max_batch + 1)
@@ -53,6 +54,8 @@ struct EngineScratch {
   int32_t* next = nullptr;         // (max_batch) picked ids
   uint64_t* step = nullptr;        // sampler counter
   float* inv_freq = nullptr;       // (D/2)
+  float* rope_cos = nullptr;       // (max_seq, D/2): cos of every position's angles
+  float* rope_sin = nullptr;       // (max_seq, D/2)
 };
 
 // The pinned host mirror of the small per-step arrays, uploaded in one copy.

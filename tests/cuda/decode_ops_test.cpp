@@ -220,52 +220,68 @@ TEST(CudaDecodeOps, RopeKvAppendMatchesCpuRope) {
     const size_t pool = static_cast<size_t>(num_pages) * cs.hkv * cuda::kKvPageSize * cs.d;
     cuda::DeviceBuffer dqkv = upload(qkv), dpos = upload(positions), dseq = upload(seq_ids);
     cuda::DeviceBuffer dtable = upload(table), dinv = upload(cuda::rope_inv_freq(half, cs.theta));
-    cuda::DeviceBuffer dq = poisoned(static_cast<size_t>(cs.rows * q_stride) * 2);
-    cuda::DeviceBuffer dk = poisoned(pool * 2), dv = poisoned(pool * 2);
-    cuda::KvAppendArgs a;
-    a.q_out = dq.data();
-    a.q_out_row_stride = q_stride;
-    a.qkv = dqkv.as<float>();
-    a.qkv_row_stride = qkv_stride;
-    a.positions = dpos.as<int32_t>();
-    a.seq_ids = dseq.as<int32_t>();
-    a.inv_freq = dinv.as<float>();
-    a.kv = {dk.data(), dv.data(), dtable.as<int32_t>(), cs.max_pages, cs.hkv, cs.d};
-    a.rows = cs.rows;
-    a.n_head = cs.h;
-    a.dtype = cs.dt;
-    const Status s = cuda::rope_kv_append(a, nullptr);
-    ASSERT_TRUE(s.ok()) << s.to_string();
-
-    const auto q_got = download<uint16_t>(dq, static_cast<size_t>(cs.rows * q_stride));
-    const auto k_got = download<uint16_t>(dk, pool), v_got = download<uint16_t>(dv, pool);
-    // Same fp32 angles, cos/sin in double on both sides, same rounded products: exact.
-    size_t written = 0;
-    for (int r = 0; r < cs.rows; ++r) {
-      for (int i = 0; i < cs.h * cs.d; ++i) {
-        ASSERT_EQ(q_got[static_cast<size_t>(r * q_stride + i)],
-                  round_half(q[static_cast<size_t>(r * cs.h * cs.d + i)], cs.dt))
-            << "q row " << r << " at " << i;
+    // The cos / sin tables of rope_cos_sin_f32 cover the first half of the positions; the rest
+    // are evaluated in the kernel. Both must give the CPU's bits.
+    const int64_t table_positions = capacity / 2;
+    cuda::DeviceBuffer dcos = poisoned(static_cast<size_t>(table_positions * half) * 4);
+    cuda::DeviceBuffer dsin = poisoned(static_cast<size_t>(table_positions * half) * 4);
+    ASSERT_TRUE(cuda::rope_cos_sin_f32(dcos.as<float>(), dsin.as<float>(), dinv.as<float>(), 0,
+                                       table_positions, half, nullptr)
+                    .ok());
+    for (const bool tables : {false, true}) {
+      SCOPED_TRACE(tables ? "cos/sin tables" : "cos/sin in the kernel");
+      cuda::DeviceBuffer dq = poisoned(static_cast<size_t>(cs.rows * q_stride) * 2);
+      cuda::DeviceBuffer dk = poisoned(pool * 2), dv = poisoned(pool * 2);
+      cuda::KvAppendArgs a;
+      if (tables) {
+        a.rope_cos = dcos.as<float>();
+        a.rope_sin = dsin.as<float>();
+        a.table_positions = table_positions;
       }
-      const int pos = positions[static_cast<size_t>(r)];
-      const int page = table[static_cast<size_t>(seq_ids[static_cast<size_t>(r)] * cs.max_pages +
-                                                 pos / cuda::kKvPageSize)];
-      for (int hk = 0; hk < cs.hkv; ++hk) {
-        const size_t base = ((static_cast<size_t>(page) * cs.hkv + hk) * cuda::kKvPageSize +
-                             pos % cuda::kKvPageSize) *
-                            cs.d;
-        for (int i = 0; i < cs.d; ++i) {
-          const size_t src = static_cast<size_t>((r * cs.hkv + hk) * cs.d + i);
-          ASSERT_EQ(k_got[base + i], round_half(k[src], cs.dt)) << "k row " << r << " at " << i;
-          ASSERT_EQ(v_got[base + i], round_half(v[src], cs.dt)) << "v row " << r << " at " << i;
-          ++written;
+      a.q_out = dq.data();
+      a.q_out_row_stride = q_stride;
+      a.qkv = dqkv.as<float>();
+      a.qkv_row_stride = qkv_stride;
+      a.positions = dpos.as<int32_t>();
+      a.seq_ids = dseq.as<int32_t>();
+      a.inv_freq = dinv.as<float>();
+      a.kv = {dk.data(), dv.data(), dtable.as<int32_t>(), cs.max_pages, cs.hkv, cs.d};
+      a.rows = cs.rows;
+      a.n_head = cs.h;
+      a.dtype = cs.dt;
+      const Status s = cuda::rope_kv_append(a, nullptr);
+      ASSERT_TRUE(s.ok()) << s.to_string();
+
+      const auto q_got = download<uint16_t>(dq, static_cast<size_t>(cs.rows * q_stride));
+      const auto k_got = download<uint16_t>(dk, pool), v_got = download<uint16_t>(dv, pool);
+      // Same fp32 angles, cos/sin in double on both sides, same rounded products: exact.
+      size_t written = 0;
+      for (int r = 0; r < cs.rows; ++r) {
+        for (int i = 0; i < cs.h * cs.d; ++i) {
+          ASSERT_EQ(q_got[static_cast<size_t>(r * q_stride + i)],
+                    round_half(q[static_cast<size_t>(r * cs.h * cs.d + i)], cs.dt))
+              << "q row " << r << " at " << i;
+        }
+        const int pos = positions[static_cast<size_t>(r)];
+        const int page = table[static_cast<size_t>(seq_ids[static_cast<size_t>(r)] * cs.max_pages +
+                                                   pos / cuda::kKvPageSize)];
+        for (int hk = 0; hk < cs.hkv; ++hk) {
+          const size_t base = ((static_cast<size_t>(page) * cs.hkv + hk) * cuda::kKvPageSize +
+                               pos % cuda::kKvPageSize) *
+                              cs.d;
+          for (int i = 0; i < cs.d; ++i) {
+            const size_t src = static_cast<size_t>((r * cs.hkv + hk) * cs.d + i);
+            ASSERT_EQ(k_got[base + i], round_half(k[src], cs.dt)) << "k row " << r << " at " << i;
+            ASSERT_EQ(v_got[base + i], round_half(v[src], cs.dt)) << "v row " << r << " at " << i;
+            ++written;
+          }
         }
       }
+      // Nothing else in the pools was touched.
+      const size_t untouched_k = static_cast<size_t>(
+          std::count(k_got.begin(), k_got.end(), static_cast<uint16_t>(0xffff)));
+      EXPECT_EQ(untouched_k, pool - written);
     }
-    // Nothing else in the pools was touched.
-    const size_t untouched_k =
-        static_cast<size_t>(std::count(k_got.begin(), k_got.end(), static_cast<uint16_t>(0xffff)));
-    EXPECT_EQ(untouched_k, pool - written);
   }
 #endif
 }
@@ -300,11 +316,20 @@ TEST(CudaDecodeOps, ArgmaxRowsMatchesCpu) {
         }
         want[static_cast<size_t>(r)] = argmax(row.data(), vocab);
       }
-      cuda::DeviceBuffer dl = upload(logits), dout = poisoned(rows * 4);
-      const Status s =
-          cuda::argmax_rows(dout.as<int32_t>(), dl.as<float>(), rows, vocab, stride, nullptr);
-      ASSERT_TRUE(s.ok()) << s.to_string();
-      EXPECT_EQ(download<int32_t>(dout, rows), want) << "vocab " << vocab << " pad " << pad;
+      cuda::DeviceBuffer dl = upload(logits);
+      // One block per row; then rows split over blocks through a zeroed workspace, twice (the
+      // call must leave the workspace zero for the next).
+      auto ws = cuda::DeviceBuffer::create(cuda::argmax_workspace_bytes(rows));
+      ASSERT_TRUE(ws.ok());
+      ASSERT_TRUE(cuda::memset_device(ws->data(), 0, ws->bytes(), nullptr).ok());
+      for (void* workspace : {static_cast<void*>(nullptr), ws->data(), ws->data()}) {
+        cuda::DeviceBuffer dout = poisoned(rows * 4);
+        const Status s = cuda::argmax_rows(dout.as<int32_t>(), dl.as<float>(), rows, vocab, stride,
+                                           nullptr, workspace);
+        ASSERT_TRUE(s.ok()) << s.to_string();
+        EXPECT_EQ(download<int32_t>(dout, rows), want)
+            << "vocab " << vocab << " pad " << pad << (workspace ? " split" : "");
+      }
     }
   }
 #endif

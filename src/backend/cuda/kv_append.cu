@@ -18,6 +18,8 @@ namespace vila::cuda {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int kFewRows = 32;         // below this many rows,
+constexpr int kBlocksPerFewRow = 8;  // each row's rotations and copies spread over 8 blocks
 
 // ---- kernels ----
 template <typename T>
@@ -27,12 +29,20 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(const KvAppend
   const int d = a.kv.head_dim, half = d / 2;
   const int n_head = a.n_head, n_kv = a.kv.n_head_kv;
   const int32_t pos = a.positions[r];
+  const bool from_table = a.rope_cos != nullptr && pos >= 0 && pos < a.table_positions;
   for (int i = threadIdx.x; i < half; i += kThreads) {
-    const float angle = __fmul_rn(static_cast<float>(pos), a.inv_freq[i]);
-    cos_sin[i] = static_cast<float>(cos(static_cast<double>(angle)));
-    cos_sin[half + i] = static_cast<float>(sin(static_cast<double>(angle)));
+    if (from_table) {
+      cos_sin[i] = a.rope_cos[int64_t{pos} * half + i];
+      cos_sin[half + i] = a.rope_sin[int64_t{pos} * half + i];
+    } else {
+      const float angle = __fmul_rn(static_cast<float>(pos), a.inv_freq[i]);
+      cos_sin[i] = static_cast<float>(cos(static_cast<double>(angle)));
+      cos_sin[half + i] = static_cast<float>(sin(static_cast<double>(angle)));
+    }
   }
   __syncthreads();
+  // Block y of gridDim.y takes every gridDim.y-th item of the row's rotations and v copies.
+  const int first = threadIdx.x + blockIdx.y * kThreads, step = kThreads * gridDim.y;
 
   const float* src = a.qkv + r * a.qkv_row_stride;               // ((H + 2*Hkv) * D) fp32
   T* q_out = static_cast<T*>(a.q_out) + r * a.q_out_row_stride;  // (H * D)
@@ -49,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(const KvAppend
 
   // Rotations: q heads [0, H), then k heads [H, H + Hkv).
   const int rotations = (n_head + n_kv) * half;
-  for (int idx = threadIdx.x; idx < rotations; idx += kThreads) {
+  for (int idx = first; idx < rotations; idx += step) {
     const int h = idx / half, i = idx % half;
     const float* x = src + int64_t{h} * d;
     const float c = cos_sin[i], s = cos_sin[half + i];
@@ -67,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(const KvAppend
   }
   if (kv_row < 0) return;
   const float* v_src = src + int64_t{n_head + n_kv} * d;  // (Hkv * D)
-  for (int idx = threadIdx.x; idx < n_kv * d; idx += kThreads) {
+  for (int idx = first; idx < n_kv * d; idx += step) {
     const int h = idx / d, i = idx % d;
     v_pool[kv_row + h * head_stride + i] = from_float<T>(v_src[idx]);
   }
@@ -100,11 +110,15 @@ Status rope_kv_append(const KvAppendArgs& args, void* stream) {
       kv.block_table == nullptr) {
     return invalid_argument("rope_kv_append: null pointer");
   }
+  if (args.rope_cos != nullptr && (args.rope_sin == nullptr || args.table_positions < 0)) {
+    return invalid_argument("rope_kv_append: rope_cos needs rope_sin and table_positions >= 0");
+  }
   const size_t smem = static_cast<size_t>(d) * sizeof(float);
   const auto s = static_cast<cudaStream_t>(stream);
-  VILA_DISPATCH_HALF(args.dtype, "rope_kv_append", {
-    rope_kv_append_kernel<T><<<static_cast<unsigned>(args.rows), kThreads, smem, s>>>(args);
-  });
+  // A few rows (decode) would leave one block per row doing all heads: split each row's work.
+  const dim3 grid(static_cast<unsigned>(args.rows), args.rows < kFewRows ? kBlocksPerFewRow : 1);
+  VILA_DISPATCH_HALF(args.dtype, "rope_kv_append",
+                     { rope_kv_append_kernel<T><<<grid, kThreads, smem, s>>>(args); });
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
 }

@@ -4,7 +4,8 @@
 // and a larger key is a larger logit or, between equal logits, a lower index, which is exactly the
 // CPU sampler's candidate order (runtime/sampler.cpp). NaN orders below every number.
 //
-// argmax_rows: the largest key of the row (block max-reduction).
+// argmax_rows: the largest key of the row (block max-reduction; with a workspace, per block of a
+// split row, merged by 64-bit atomicMax).
 // sample_top_p, per row:
 //   1. each thread takes the largest key of its columns; the k-th largest of these thread maxima,
 //      tau, is a lower bound of the row's k-th largest key (k thread maxima, distinct elements,
@@ -17,6 +18,7 @@
 //      first candidate whose running sum exceeds r. u in [0, 1) is a counter-based hash of
 //      (seed, *step, row) (SplitMix64 finalisers), so a replayed CUDA graph draws fresh numbers
 //      when the caller advances *step.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -34,6 +36,9 @@ constexpr int kVec = 4;    // consecutive columns per thread group (one float4)
 constexpr int kBatch = 4;  // groups loaded before any is used (loads in flight)
 constexpr size_t kMaxSortBytes = size_t{128} << 10;
 constexpr uint32_t kNoIndex = 0xffffffffu;
+constexpr int64_t kArgmaxMaxSplits = 32;     // blocks per row of the split argmax
+constexpr int64_t kArgmaxMinColumns = 2048;  // per block, at least
+constexpr int64_t kMaxGridY = 65535;
 
 // ---- device helpers ----
 __device__ __forceinline__ uint64_t make_key(float v, int64_t i) {
@@ -149,6 +154,31 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) out_ids[blockIdx.x] = key_index(best);
 }
 
+// Grid (blocks per row, rows): block x takes columns [x * chunk, (x + 1) * chunk) of its row, then
+// merges its maximum key into best[row] (atomicMax); the block that finishes last (counter) writes
+// the id and zeroes best[row] and its counter for the next call.
+__global__ void __launch_bounds__(kThreads)
+    argmax_split_kernel(int32_t* out_ids, const float* logits, int64_t vocab, int64_t row_stride,
+                        int64_t chunk, unsigned long long* best_keys, unsigned* counters) {
+  __shared__ uint64_t scratch[kThreads / kWarpSize];
+  const int r = blockIdx.y;
+  const float* row = logits + r * row_stride;  // (vocab) fp32
+  const int64_t c0 = blockIdx.x * chunk, c1 = min(vocab, c0 + chunk);
+  uint64_t best = 0;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += kThreads) {
+    const uint64_t key = make_key(row[c], c);
+    best = key > best ? key : best;
+  }
+  best = block_max(best, scratch);
+  if (threadIdx.x != 0) return;
+  atomicMax(&best_keys[r], static_cast<unsigned long long>(best));
+  __threadfence();
+  if (atomicAdd(&counters[r], 1u) == gridDim.x - 1) {  // every block's maximum is in
+    out_ids[r] = key_index(atomicExch(&best_keys[r], 0ull));
+    counters[r] = 0;
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const SampleArgs a, int top_k, bool vec_ok) {
   extern __shared__ uint64_t keys[];  // (buffer entries): thread maxima, then candidates
@@ -250,13 +280,27 @@ Status check_rows(const char* op, const int32_t* out_ids, const float* logits, i
 
 // ---- launchers ----
 Status argmax_rows(int32_t* out_ids, const float* logits, int rows, int64_t vocab,
-                   int64_t row_stride, void* stream) {
+                   int64_t row_stride, void* stream, void* workspace) {
   VILA_RETURN_IF_ERROR(check_rows("argmax_rows", out_ids, logits, rows, vocab, row_stride));
   if (rows == 0) return ok_status();
-  argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      out_ids, logits, vocab, row_stride, vector_ok(logits, row_stride));
+  const auto s = static_cast<cudaStream_t>(stream);
+  const int64_t splits = std::min<int64_t>(kArgmaxMaxSplits, vocab / kArgmaxMinColumns);
+  if (workspace == nullptr || splits < 2 || rows > kMaxGridY) {
+    argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(
+        out_ids, logits, vocab, row_stride, vector_ok(logits, row_stride));
+  } else {
+    auto* best = static_cast<unsigned long long*>(workspace);
+    auto* counters = reinterpret_cast<unsigned*>(best + rows);
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(rows));
+    argmax_split_kernel<<<grid, kThreads, 0, s>>>(out_ids, logits, vocab, row_stride,
+                                                  (vocab + splits - 1) / splits, best, counters);
+  }
   VILA_CUDA_CHECK(cudaGetLastError());
   return ok_status();
+}
+
+size_t argmax_workspace_bytes(int rows) {
+  return rows > 0 ? static_cast<size_t>(rows) * (sizeof(unsigned long long) + sizeof(unsigned)) : 0;
 }
 
 Status sample_top_p(const SampleArgs& args, void* stream) {

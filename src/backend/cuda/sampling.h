@@ -17,8 +17,14 @@ namespace vila::cuda {
 
 inline constexpr int kSampleMaxTopK = 64;
 
+// workspace: null (one block per row), or argmax_workspace_bytes(rows) bytes of device memory
+// that are zero before the first call (every call leaves them zero again): then a long row is
+// split over several blocks, which merge their maxima with 64-bit atomicMax and the last one to
+// finish writes the id (a one-row decode step's argmax over 152k logits: one block is
+// latency-bound at ~25 us). The result is the same either way.
 Status argmax_rows(int32_t* out_ids, const float* logits, int rows, int64_t vocab,
-                   int64_t row_stride, void* stream);
+                   int64_t row_stride, void* stream, void* workspace = nullptr);
+size_t argmax_workspace_bytes(int rows);
 
 struct SampleArgs {
   int32_t* out_ids = nullptr;
