@@ -138,15 +138,19 @@ __device__ __forceinline__ float silu_gate(float g, float u) {
   return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
 }
 
-// inv_rms of each input row (kRmsNorm): warp w reduces rows w, w + kWarps, ... in double.
+// inv_rms of each input row (kRmsNorm), in double: every warp sums its slice of K for every row
+// (float4 f of a row goes to warp f % kWarps), the slices land in `slices` (kWarps x rows doubles)
+// and thread m adds row m's slices in warp order. Ends with a barrier. All warps share the work so
+// the first mma is not kept waiting behind one warp's serial loop over K.
 template <int kWarps>
-__device__ void row_inv_rms(const GemvArgs& a, float* inv_rms) {
+__device__ void row_inv_rms(const GemvArgs& a, float* inv_rms, double* slices) {
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   constexpr int kVec = 4;  // floats per float4
-  for (int m = warp; m < a.rows; m += kWarps) {
+  for (int m = 0; m < a.rows; ++m) {
     const float* xr = static_cast<const float*>(a.x) + m * a.x_row_stride;  // (K) fp32
     double sum = 0.0;
-    for (int64_t k = int64_t{lane} * kVec; k < a.k; k += kWarpSize * kVec) {
+    for (int64_t k = (int64_t{warp} * kWarpSize + lane) * kVec; k < a.k;
+         k += kWarps * kWarpSize * kVec) {
       const float4 v = __ldg(reinterpret_cast<const float4*>(xr + k));
       sum = fma(static_cast<double>(v.x), static_cast<double>(v.x), sum);
       sum = fma(static_cast<double>(v.y), static_cast<double>(v.y), sum);
@@ -156,8 +160,15 @@ __device__ void row_inv_rms(const GemvArgs& a, float* inv_rms) {
     for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
       sum += __shfl_xor_sync(0xffffffffu, sum, offset);
     }
-    if (lane == 0) inv_rms[m] = rms_inv_from_sum(sum, a.k, a.eps);
+    if (lane == 0) slices[warp * kGemvMaxRows + m] = sum;
   }
+  __syncthreads();
+  if (threadIdx.x < a.rows) {
+    double sum = 0.0;
+    for (int w = 0; w < kWarps; ++w) sum += slices[w * kGemvMaxRows + threadIdx.x];
+    inv_rms[threadIdx.x] = rms_inv_from_sum(sum, a.k, a.eps);
+  }
+  __syncthreads();
 }
 
 // x̂ (rows, kTileK) for k in [k0, k0 + kTileK) into xs (kGemvMaxRows, kXStride) compute dtype;
@@ -242,8 +253,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemv_kernel(co
   load_tile<T, Cfg>(a, w_lo, w_hi, lo_ok, hi_ok, warp_k0, c, wv_lo, wv_hi);
   wait_for_previous_grid();
   if (a.prologue == GemvPrologue::kRmsNorm) {
-    row_inv_rms<Cfg::kWarps>(a, inv_rms);
-    __syncthreads();
+    // The partial-sum area is free until the epilogue: it holds the per-warp slices.
+    static_assert(Cfg::kWarps * kAccPerWarp * 4 >= Cfg::kWarps * kGemvMaxRows * 8, "slices fit");
+    row_inv_rms<Cfg::kWarps>(a, inv_rms, reinterpret_cast<double*>(partial));
   }
 
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -390,6 +402,8 @@ enum class BlockShape { kShortTile, kLongTile, kWideSplit, kWide };
 //   no prologue (o 3584 x 3584):       kLongTile 2088 / 1627
 //   large N (gate_up 37888, lm_head):  kWide 2772, 3018 / kShortTile 2340, 2502
 //   small N with a prologue (qkv):     kShortTile 1860 / kWide 1441
+//   (2026-11-24, the prologue's sums spread over all warps: qkv kShortTile 1981, kLongTile 1627,
+//   <1, 8, 7, 2> 1658; gate_up kWide 2818)
 // More input rows cost more x̂ staging (L2 and shared-memory traffic, the prologue's arithmetic)
 // per weight byte, which favours blocks with more rows; M <= 2 counts as few.
 BlockShape choose_block_shape(const GemvArgs& a) {
