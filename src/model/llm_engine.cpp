@@ -245,7 +245,8 @@ Status LlmEngine::Impl::allocate_runtime() {
   const size_t o_argmax = take(cuda::argmax_workspace_bytes(B));
   const size_t o_freq = take(static_cast<size_t>(D / 2) * 4);
   const size_t rope_table = static_cast<size_t>(options.max_seq * (D / 2)) * 4;
-  const size_t o_cos = take(rope_table), o_sin = take(rope_table);
+  const size_t o_cos = take(rope_table);
+  const size_t o_sin = take(rope_table);
   // The step block (mirrored in pinned memory): positions, seq_ids, q_start, kv_len,
   // block_table, tokens, next, step.
   size_t step = 0;

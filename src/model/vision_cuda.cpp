@@ -169,7 +169,9 @@ class HostUpload {
             target));
     VILA_RETURN_IF_ERROR(
         put(slot.bias + static_cast<size_t>(row_offset) * 4, lw.bias, DType::kF32));
-    if (slot.bias16 == 0 || lw.bias.empty()) return ok_status();
+    if (slot.bias16 == 0 || lw.bias.empty()) {
+      return ok_status();
+    }
     return put(slot.bias16 + static_cast<size_t>(dtype_bytes(target, row_offset)), lw.bias, target);
   }
   // view (rows, src_cols) -> (rows, dst_cols) zero-padded; dst_cols 0: no padding.
@@ -326,7 +328,9 @@ StatusOr<std::unique_ptr<CudaVisionEncoder>> CudaVisionEncoder::create_random(
     const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
     VILA_RETURN_IF_ERROR(fill(slot.weight, dtype, slot.n * slot.k, -bound, bound));
     VILA_RETURN_IF_ERROR(fill(slot.bias, DType::kF32, slot.n, -kRandomBias, kRandomBias));
-    if (slot.bias16 == 0) return ok_status();
+    if (slot.bias16 == 0) {
+      return ok_status();
+    }
     // The same seed: the same values, rounded to the 16-bit type.
     return cuda::fill_uniform(base + slot.bias16, dtype, slot.n, -kRandomBias, kRandomBias,
                               seed + kSeedStride * tensor, impl->s());
