@@ -364,7 +364,8 @@ StatusOr<std::unique_ptr<CudaVisionEncoder>> CudaVisionEncoder::create_random(
 }
 
 size_t CudaVisionEncoder::device_bytes() const {
-  return impl_->weights.bytes() + impl_->activations.bytes() + impl_->blas->workspace_bytes();
+  return impl_->weights.bytes() + impl_->activations.bytes() + impl_->blas->workspace_bytes() +
+         (impl_->blas2 != nullptr ? impl_->blas2->workspace_bytes() : 0);
 }
 
 void CudaVisionEncoder::set_profiling(bool on) {

@@ -45,6 +45,10 @@ struct CudaVisionOptions {
   // set_autotune; the first encode pays for it once). The environment variable
   // VILA_GEMM_AUTOTUNE=0 also turns it off.
   bool autotune = true;
+  // Streams the SigLIP tower spreads an item's tiles over (1 or 2): with 2, an item of at least 8
+  // tiles runs as two halves whose kernels overlap. The environment variable
+  // VILA_VISION_STREAMS=1 also keeps one.
+  int tower_streams = 2;
 };
 
 // What create_random builds: a SigLIP tower, the top config.json's vision fields (select_layer,

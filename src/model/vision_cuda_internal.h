@@ -28,6 +28,7 @@ namespace vision_cuda {
 
 constexpr int64_t kPatchColumnAlign = 8;  // 16-byte rows of 16-bit GEMM inputs
 constexpr int64_t kMaxScales = 8;         // = cuda::kMaxS2Scales
+constexpr int64_t kMinLaneTiles = 4;      // per lane; fewer tiles stay on one stream
 
 struct StageGeom {
   ProjectorStageKind kind = ProjectorStageKind::kGelu;
@@ -119,6 +120,10 @@ struct CudaVisionEncoder::Impl {
   std::unique_ptr<cuda::EventTimer> whole_timer, tail_timer;  // encode: tower + projector split
   cuda::Stream stream;
   std::unique_ptr<cuda::Blas> blas;
+  // The second lane of the tower (run_tower): its own stream and cuBLASLt workspace; null when
+  // the tower runs on one stream.
+  cuda::Stream stream2;
+  std::unique_ptr<cuda::Blas> blas2;
   cuda::DeviceBuffer weights;  // every parameter, one allocation
   vision_cuda::WeightLayout layout;
   cuda::DeviceLinearWeight patch;
@@ -175,6 +180,20 @@ struct CudaVisionEncoder::Impl {
   Status gemm(void* out, DType out_dtype, const void* in, int64_t rows,
               const cuda::DeviceLinearWeight& w, const float* residual, bool gelu_tanh,
               int64_t model_k = 0) {
+    return gemm_on(main_lane(0), out, out_dtype, in, rows, w, residual, gelu_tanh, model_k);
+  }
+  // Tiles of an item on one stream: rows [row0, row0 + tiles * P) of every tower buffer (the
+  // rows of different tiles never mix before the features, so two lanes share the buffers).
+  struct Lane {
+    void* stream = nullptr;
+    cuda::Blas* blas = nullptr;
+    int64_t row0 = 0;
+    int64_t tiles = 0;
+  };
+  Lane main_lane(int64_t tiles) const { return {s(), blas.get(), 0, tiles}; }
+  Status gemm_on(const Lane& lane, void* out, DType out_dtype, const void* in, int64_t rows,
+                 const cuda::DeviceLinearWeight& w, const float* residual, bool gelu_tanh,
+                 int64_t model_k = 0) {
     cuda::LinearArgs a;
     a.out = out;
     a.out_dtype = out_dtype;
@@ -184,11 +203,11 @@ struct CudaVisionEncoder::Impl {
     a.gelu_tanh = gelu_tanh;
     flops += 2.0 * static_cast<double>(rows) * static_cast<double>(w.out_features) *
              static_cast<double>(model_k > 0 ? model_k : w.in_features);
-    return cuda::linear(*blas, a, w, s());
+    return cuda::linear(*lane.blas, a, w, lane.stream);
   }
   Status upload_pixels(const float* host_tiles, int64_t n_tiles);  // into pixels, async
   Status run_tower(const float* host_tiles, int64_t n_tiles);
-  Status encoder_layer(const vision_cuda::DeviceLayer& w, int64_t n_tiles);
+  Status encoder_layer(const vision_cuda::DeviceLayer& w, const Lane& lane);
   // Projector stages [first_stage, end) on `items` items of `tokens` fp32 tokens of `width`
   // channels (token t of item n is row n * item_stride + first_token + t of in). Returns the
   // compact fp32 output (items, tokens', H) in pa or pb.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -33,6 +34,12 @@ using vision_cuda::StageGeom;
 // Resolves the layout's offsets into device pointers.
 Status CudaVisionEncoder::Impl::bind(DType dtype) {
   blas->set_autotune(options.autotune && cuda::Blas::autotune_from_env());
+  const char* streams_env = std::getenv("VILA_VISION_STREAMS");
+  if (options.tower_streams > 1 && (streams_env == nullptr || std::string(streams_env) != "1")) {
+    VILA_ASSIGN_OR_RETURN(stream2, cuda::Stream::create());
+    VILA_ASSIGN_OR_RETURN(blas2, cuda::Blas::create());
+    blas2->set_autotune(blas->autotune());
+  }
   char* base = weights.as<char>();
   auto f32_at = [&](size_t offset) { return reinterpret_cast<const float*>(base + offset); };
   auto resolve = [&](const LinearSlot& slot) {
@@ -131,8 +138,10 @@ Status CudaVisionEncoder::Impl::upload_pixels(const float* host_tiles, int64_t n
   if (staging.bytes() < static_cast<size_t>(n_tiles) * tile * 4) {
     return internal_error("CudaVisionEncoder: pixel staging smaller than the tiles");
   }
-  VILA_RETURN_IF_ERROR(stream.synchronize());  // a failed call may have left copies in flight
-  constexpr int64_t kPieces = 64;              // per tile, spread over the threads
+  // A failed call may have left work in flight on either stream.
+  VILA_RETURN_IF_ERROR(stream.synchronize());
+  if (blas2 != nullptr) VILA_RETURN_IF_ERROR(stream2.synchronize());
+  constexpr int64_t kPieces = 64;  // per tile, spread over the threads
   const int64_t piece = static_cast<int64_t>((tile + kPieces - 1) / kPieces);
   for (int64_t t = 0; t < n_tiles; ++t) {
     const float* src = host_tiles + static_cast<size_t>(t) * tile;
@@ -166,31 +175,53 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
   VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, nullptr, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));
-  for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, B));
-  return ok_status();
+  // Two lanes of tiles on two streams: one lane's attention (latency-bound, the tensor cores half
+  // idle) overlaps the other's GEMMs and LayerNorms, and each kernel's last partial wave fills with
+  // the other lane's blocks. Profiling keeps one stream (its events time one stream).
+  if (timer || blas2 == nullptr || B < 2 * vision_cuda::kMinLaneTiles) {
+    for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, main_lane(B)));
+    return ok_status();
+  }
+  const int64_t first = (B + 1) / 2;
+  const Lane lanes[] = {{s(), blas.get(), 0, first},
+                        {stream2.handle(), blas2.get(), first * geo.patches, B - first}};
+  VILA_RETURN_IF_ERROR(cuda::stream_wait(lanes[1].stream, s()));  // the embeddings are in
+  for (const DeviceLayer& w : layers) {
+    for (const Lane& lane : lanes) VILA_RETURN_IF_ERROR(encoder_layer(w, lane));
+  }
+  return cuda::stream_wait(s(), lanes[1].stream);  // the main stream sees the whole tower
 }
 
-Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_tiles) {
+// One layer for the lane's tiles (rows [row0, row0 + tiles * P) of every buffer).
+Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, const Lane& lane) {
   const SiglipConfig& c = geo.tower;
-  const int64_t P = geo.patches, rows = n_tiles * P, C = c.hidden, F = c.intermediate;
+  const int64_t P = geo.patches, rows = lane.tiles * P, C = c.hidden, F = c.intermediate;
   const int64_t Hh = c.n_heads, D = c.head_dim(), es = dtype_bytes(dt(), 1);
   const auto eps = static_cast<float>(c.ln_eps);
+  void* st = lane.stream;
+  const int64_t r0 = lane.row0;
+  float* x_l = x + r0 * C;
+  float* x_mid_l = x_mid + r0 * C;
+  char* xn_l = static_cast<char*>(xn) + r0 * C * es;
+  char* qkv_l = static_cast<char*>(qkv) + r0 * 3 * C * es;
+  char* attn_l = static_cast<char*>(attn) + r0 * C * es;
+  char* mlp_l = static_cast<char*>(mlp) + r0 * F * es;
 
   // Attention block: x_mid = x + o(attention(qkv(LN1(x)))).
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x, w.ln1_w, w.ln1_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn_l, dt(), C, x_l, w.ln1_w, w.ln1_b, rows, C, eps, st));
   VILA_RETURN_IF_ERROR(end("siglip.ln1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(qkv, dt(), xn, rows, w.qkv, nullptr, false));  // (T, 3C): q | k | v
+  VILA_RETURN_IF_ERROR(gemm_on(lane, qkv_l, dt(), xn_l, rows, w.qkv, nullptr, false));  // q|k|v
   VILA_RETURN_IF_ERROR(end("siglip.qkv"));
   cuda::DenseAttentionArgs a;
-  a.out = attn;  // (T, C)
+  a.out = attn_l;  // (rows, C)
   a.out_row_stride = C;
-  a.q = qkv;
-  a.k = static_cast<const char*>(qkv) + C * es;
-  a.v = static_cast<const char*>(qkv) + 2 * C * es;
+  a.q = qkv_l;
+  a.k = qkv_l + C * es;
+  a.v = qkv_l + 2 * C * es;
   a.q_row_stride = a.k_row_stride = a.v_row_stride = 3 * C;
-  a.batch = static_cast<int>(n_tiles);
+  a.batch = static_cast<int>(lane.tiles);
   a.seq = static_cast<int>(P);
   a.n_head = a.n_head_kv = static_cast<int>(Hh);
   a.head_dim = static_cast<int>(D);
@@ -198,30 +229,32 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, int64_t n_ti
   a.scale = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
   a.dtype = dt();
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, s()));
+  VILA_RETURN_IF_ERROR(cuda::flash_attention_dense(a, st));
   VILA_RETURN_IF_ERROR(end("siglip.attention"));
-  flops +=
-      4.0 * static_cast<double>(n_tiles) * static_cast<double>(P * P) * static_cast<double>(Hh * D);
+  flops += 4.0 * static_cast<double>(lane.tiles) * static_cast<double>(P * P) *
+           static_cast<double>(Hh * D);
   VILA_RETURN_IF_ERROR(begin());
   // x_mid = x + o(attn): the residual rides in cuBLASLt's C operand (C != D, so the plan can be
   // tuned; the fp32 traffic is that of an in-place add).
-  VILA_RETURN_IF_ERROR(gemm(x_mid, DType::kF32, attn, rows, w.o, x, false));
+  VILA_RETURN_IF_ERROR(gemm_on(lane, x_mid_l, DType::kF32, attn_l, rows, w.o, x_l, false));
   VILA_RETURN_IF_ERROR(end("siglip.o"));
 
   // MLP block: x = x_mid + fc2(gelu(fc1(LN2(x_mid)))).
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn, dt(), C, x_mid, w.ln2_w, w.ln2_b, rows, C, eps, s()));
+  VILA_RETURN_IF_ERROR(
+      cuda::layer_norm(xn_l, dt(), C, x_mid_l, w.ln2_w, w.ln2_b, rows, C, eps, st));
   VILA_RETURN_IF_ERROR(end("siglip.ln2"));
   VILA_RETURN_IF_ERROR(begin());
   if (c.act == cpu::GeluApprox::kTanh) {
-    VILA_RETURN_IF_ERROR(gemm(mlp, dt(), xn, rows, w.fc1, nullptr, true));  // (T, F) + GELU
+    VILA_RETURN_IF_ERROR(gemm_on(lane, mlp_l, dt(), xn_l, rows, w.fc1, nullptr, true));  // GELU
   } else {  // erf GELU after an fp32 GEMM (fp32 bias epilogue)
-    VILA_RETURN_IF_ERROR(gemm(mlp32, DType::kF32, xn, rows, w.fc1, nullptr, false));
-    VILA_RETURN_IF_ERROR(cuda::gelu_bias(mlp, dt(), mlp32, nullptr, rows, F, false, s()));
+    float* mlp32_l = mlp32 + r0 * F;
+    VILA_RETURN_IF_ERROR(gemm_on(lane, mlp32_l, DType::kF32, xn_l, rows, w.fc1, nullptr, false));
+    VILA_RETURN_IF_ERROR(cuda::gelu_bias(mlp_l, dt(), mlp32_l, nullptr, rows, F, false, st));
   }
   VILA_RETURN_IF_ERROR(end("siglip.fc1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, mlp, rows, w.fc2, x_mid, false));  // x = x_mid + fc2(h)
+  VILA_RETURN_IF_ERROR(gemm_on(lane, x_l, DType::kF32, mlp_l, rows, w.fc2, x_mid_l, false));
   return end("siglip.fc2");
 }
 

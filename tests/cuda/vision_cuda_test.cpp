@@ -524,6 +524,45 @@ TEST(CudaVision, CreateFailsCleanlyWithoutGpu) {
   EXPECT_FALSE(enc.ok());
 }
 
+// The tower splits an item of >= 8 tiles into two lanes on two streams (run_tower). A small random
+// SigLIP (head dim 72, 64 patches per tile) over 9 tiles: the two-stream features equal the
+// one-stream features within bf16 noise (the lanes' GEMMs have other M, so cuBLASLt may choose
+// other kernels), and two two-stream calls give the same bits.
+TEST(CudaVision, TwoStreamTowerMatchesOneStream) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  VisionGeometry g = VisionGeometry::nvila_8b();
+  g.siglip.hidden = 288;
+  g.siglip.intermediate = 512;
+  g.siglip.n_layers = 3;
+  g.siglip.n_heads = 4;
+  g.siglip.image_size = 112;
+  g.vision.llm_hidden = 256;
+  constexpr int64_t kTiles = 9;
+  std::vector<float> out[3];
+  for (int run = 0; run < 3; ++run) {
+    CudaVisionOptions options;
+    options.max_tiles = kTiles;
+    options.tower_streams = run == 0 ? 1 : 2;
+    auto enc = CudaVisionEncoder::create_random(g, DType::kBF16, 11, options);
+    ASSERT_TRUE(enc.ok()) << enc.status().to_string();
+    std::mt19937 rng(30);
+    const auto tiles = random_floats(rng, kTiles * 3 * g.siglip.image_size * g.siglip.image_size);
+    const Status st = (*enc)->tower_forward(tiles.data(), kTiles, out[run]);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+  }
+  ASSERT_EQ(out[1].size(), out[0].size());
+  float range = 0.0f;
+  for (const float v : out[0]) range = std::max(range, std::fabs(v));
+  float worst = 0.0f;
+  for (size_t i = 0; i < out[0].size(); ++i) {
+    worst = std::max(worst, std::fabs(out[1][i] - out[0][i]));
+  }
+  EXPECT_LE(worst, 1e-2f * range) << "range " << range;
+  EXPECT_EQ(out[2], out[1]);
+#endif
+}
+
 // GPU vs CPU projected features on every image of every case of the three vision fixtures (all
 // tiles of an image as one item; the S2 grid, multi-image repeat, Lite 3x3 and VILA1.5 padded
 // paths), and the tower features of the first image of each fixture.

@@ -96,6 +96,16 @@ Status Stream::synchronize() const {
   return {};
 }
 
+Status stream_wait(void* waiter, void* signaller) {
+  cudaEvent_t event = nullptr;
+  VILA_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  cudaError_t err = cudaEventRecord(event, static_cast<cudaStream_t>(signaller));
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(static_cast<cudaStream_t>(waiter), event, 0);
+  cudaEventDestroy(event);  // released once the wait no longer needs it
+  VILA_CUDA_CHECK(err);
+  return {};
+}
+
 Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream) {
   if (bytes == 0) return {};
   VILA_CUDA_CHECK(

@@ -82,6 +82,10 @@ class Stream {
   void* stream_ = nullptr;
 };
 
+// Work queued on `waiter` after this call starts once everything queued on `signaller` so far has
+// finished (an event recorded on one, waited on by the other). Both are cudaStream_t.
+Status stream_wait(void* waiter, void* signaller);
+
 // Copies on `stream` (cudaStream_t or nullptr). Host memory is pageable, so they return once the
 // host buffer may be reused (a device->host copy has landed).
 Status copy_to_device(void* dst, const void* src, size_t bytes, void* stream);
