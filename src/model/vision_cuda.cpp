@@ -364,8 +364,10 @@ StatusOr<std::unique_ptr<CudaVisionEncoder>> CudaVisionEncoder::create_random(
 }
 
 size_t CudaVisionEncoder::device_bytes() const {
-  return impl_->weights.bytes() + impl_->activations.bytes() + impl_->blas->workspace_bytes() +
-         (impl_->blas2 != nullptr ? impl_->blas2->workspace_bytes() : 0);
+  size_t bytes =
+      impl_->weights.bytes() + impl_->activations.bytes() + impl_->blas->workspace_bytes();
+  for (const auto& b : impl_->lane_blas) bytes += b->workspace_bytes();
+  return bytes;
 }
 
 void CudaVisionEncoder::set_profiling(bool on) {

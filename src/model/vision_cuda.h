@@ -45,9 +45,9 @@ struct CudaVisionOptions {
   // set_autotune; the first encode pays for it once). The environment variable
   // VILA_GEMM_AUTOTUNE=0 also turns it off.
   bool autotune = true;
-  // Streams the SigLIP tower spreads an item's tiles over (1 or 2): with 2, an item of at least 8
-  // tiles runs as two halves whose kernels overlap. The environment variable
-  // VILA_VISION_STREAMS=1 also keeps one.
+  // Streams the SigLIP tower spreads an item's tiles over (1 to 4): an item of at least 4 tiles
+  // per stream runs as that many lanes whose kernels overlap. The environment variable
+  // VILA_VISION_STREAMS overrides it (1: one stream).
   int tower_streams = 2;
 };
 

@@ -28,7 +28,8 @@ namespace vision_cuda {
 
 constexpr int64_t kPatchColumnAlign = 8;  // 16-byte rows of 16-bit GEMM inputs
 constexpr int64_t kMaxScales = 8;         // = cuda::kMaxS2Scales
-constexpr int64_t kMinLaneTiles = 4;      // per lane; fewer tiles stay on one stream
+constexpr int64_t kMinLaneTiles = 4;      // per lane of the tower; fewer tiles stay on one stream
+constexpr int kMaxTowerStreams = 4;
 
 struct StageGeom {
   ProjectorStageKind kind = ProjectorStageKind::kGelu;
@@ -120,10 +121,10 @@ struct CudaVisionEncoder::Impl {
   std::unique_ptr<cuda::EventTimer> whole_timer, tail_timer;  // encode: tower + projector split
   cuda::Stream stream;
   std::unique_ptr<cuda::Blas> blas;
-  // The second lane of the tower (run_tower): its own stream and cuBLASLt workspace; null when
-  // the tower runs on one stream.
-  cuda::Stream stream2;
-  std::unique_ptr<cuda::Blas> blas2;
+  // The tower's extra lanes (run_tower): a stream and a cuBLASLt handle + workspace each; empty
+  // when the tower runs on one stream.
+  std::vector<cuda::Stream> lane_streams;
+  std::vector<std::unique_ptr<cuda::Blas>> lane_blas;
   cuda::DeviceBuffer weights;  // every parameter, one allocation
   vision_cuda::WeightLayout layout;
   cuda::DeviceLinearWeight patch;

@@ -34,11 +34,15 @@ using vision_cuda::StageGeom;
 // Resolves the layout's offsets into device pointers.
 Status CudaVisionEncoder::Impl::bind(DType dtype) {
   blas->set_autotune(options.autotune && cuda::Blas::autotune_from_env());
-  const char* streams_env = std::getenv("VILA_VISION_STREAMS");
-  if (options.tower_streams > 1 && (streams_env == nullptr || std::string(streams_env) != "1")) {
-    VILA_ASSIGN_OR_RETURN(stream2, cuda::Stream::create());
-    VILA_ASSIGN_OR_RETURN(blas2, cuda::Blas::create());
-    blas2->set_autotune(blas->autotune());
+  int streams = options.tower_streams;
+  if (const char* env = std::getenv("VILA_VISION_STREAMS"); env != nullptr && *env != '\0') {
+    streams = std::atoi(env);
+  }
+  streams = std::clamp(streams, 1, vision_cuda::kMaxTowerStreams);
+  for (int i = 1; i < streams; ++i) {
+    VILA_ASSIGN_OR_RETURN(lane_streams.emplace_back(), cuda::Stream::create());
+    VILA_ASSIGN_OR_RETURN(lane_blas.emplace_back(), cuda::Blas::create());
+    lane_blas.back()->set_autotune(blas->autotune());
   }
   char* base = weights.as<char>();
   auto f32_at = [&](size_t offset) { return reinterpret_cast<const float*>(base + offset); };
@@ -140,7 +144,7 @@ Status CudaVisionEncoder::Impl::upload_pixels(const float* host_tiles, int64_t n
   }
   // A failed call may have left work in flight on either stream.
   VILA_RETURN_IF_ERROR(stream.synchronize());
-  if (blas2 != nullptr) VILA_RETURN_IF_ERROR(stream2.synchronize());
+  for (const cuda::Stream& st : lane_streams) VILA_RETURN_IF_ERROR(st.synchronize());
   constexpr int64_t kPieces = 64;  // per tile, spread over the threads
   const int64_t piece = static_cast<int64_t>((tile + kPieces - 1) / kPieces);
   for (int64_t t = 0; t < n_tiles; ++t) {
@@ -175,21 +179,33 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
   VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, nullptr, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));
-  // Two lanes of tiles on two streams: one lane's attention (latency-bound, the tensor cores half
-  // idle) overlaps the other's GEMMs and LayerNorms, and each kernel's last partial wave fills with
-  // the other lane's blocks. Profiling keeps one stream (its events time one stream).
-  if (timer || blas2 == nullptr || B < 2 * vision_cuda::kMinLaneTiles) {
+  // Lanes of tiles on their own streams: one lane's attention (latency-bound, the tensor cores
+  // half idle) overlaps another's GEMMs and LayerNorms, and each kernel's last partial wave fills
+  // with the other lanes' blocks. As many lanes as the streams allow with >= kMinLaneTiles tiles
+  // each; profiling keeps one stream (its events time one stream).
+  const auto n_lanes = static_cast<int64_t>(std::min<size_t>(
+      lane_streams.size() + 1, static_cast<size_t>(B / vision_cuda::kMinLaneTiles)));
+  if (timer || n_lanes < 2) {
     for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, main_lane(B)));
     return ok_status();
   }
-  const int64_t first = (B + 1) / 2;
-  const Lane lanes[] = {{s(), blas.get(), 0, first},
-                        {stream2.handle(), blas2.get(), first * geo.patches, B - first}};
-  VILA_RETURN_IF_ERROR(cuda::stream_wait(lanes[1].stream, s()));  // the embeddings are in
+  std::vector<Lane> lanes;
+  for (int64_t i = 0, tile0 = 0; i < n_lanes; ++i) {
+    const int64_t tiles = B / n_lanes + (i < B % n_lanes ? 1 : 0);
+    Lane lane = main_lane(tiles);
+    if (i > 0) lane = {lane_streams[i - 1].handle(), lane_blas[i - 1].get(), 0, tiles};
+    lane.row0 = tile0 * geo.patches;
+    lanes.push_back(lane);
+    tile0 += tiles;
+    if (i > 0) VILA_RETURN_IF_ERROR(cuda::stream_wait(lane.stream, s()));  // embeddings are in
+  }
   for (const DeviceLayer& w : layers) {
     for (const Lane& lane : lanes) VILA_RETURN_IF_ERROR(encoder_layer(w, lane));
   }
-  return cuda::stream_wait(s(), lanes[1].stream);  // the main stream sees the whole tower
+  for (size_t i = 1; i < lanes.size(); ++i) {  // the main stream sees the whole tower
+    VILA_RETURN_IF_ERROR(cuda::stream_wait(s(), lanes[i].stream));
+  }
+  return ok_status();
 }
 
 // One layer for the lane's tiles (rows [row0, row0 + tiles * P) of every buffer).
