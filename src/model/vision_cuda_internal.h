@@ -125,7 +125,8 @@ struct CudaVisionEncoder::Impl {
   // when the tower runs on one stream.
   std::vector<cuda::Stream> lane_streams;
   std::vector<std::unique_ptr<cuda::Blas>> lane_blas;
-  cuda::DeviceBuffer weights;  // every parameter, one allocation
+  int64_t lanes_tuned_for = -1;  // the tile count whose lane GEMM shapes are planned and tuned
+  cuda::DeviceBuffer weights;    // every parameter, one allocation
   vision_cuda::WeightLayout layout;
   cuda::DeviceLinearWeight patch;
   const float* pos = nullptr;  // (P, C)

@@ -189,6 +189,10 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
     for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, main_lane(B)));
     return ok_status();
   }
+  // The first call with a tile count meets new GEMM shapes, which cuBLASLt tuning times on the
+  // lane's stream: those calls run the lanes one after the other, so no lane times its
+  // candidates while another lane's kernels share the GPU.
+  const bool one_by_one = lanes_tuned_for != B;
   std::vector<Lane> lanes;
   for (int64_t i = 0, tile0 = 0; i < n_lanes; ++i) {
     const int64_t tiles = B / n_lanes + (i < B % n_lanes ? 1 : 0);
@@ -197,10 +201,20 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
     lane.row0 = tile0 * geo.patches;
     lanes.push_back(lane);
     tile0 += tiles;
-    if (i > 0) VILA_RETURN_IF_ERROR(cuda::stream_wait(lane.stream, s()));  // embeddings are in
   }
-  for (const DeviceLayer& w : layers) {
-    for (const Lane& lane : lanes) VILA_RETURN_IF_ERROR(encoder_layer(w, lane));
+  for (size_t i = 1; i < lanes.size(); ++i) {  // the embeddings are in
+    VILA_RETURN_IF_ERROR(cuda::stream_wait(lanes[i].stream, s()));
+  }
+  if (one_by_one) {
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      if (i > 0) VILA_RETURN_IF_ERROR(cuda::stream_wait(lanes[i].stream, lanes[i - 1].stream));
+      for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, lanes[i]));
+    }
+    lanes_tuned_for = B;
+  } else {
+    for (const DeviceLayer& w : layers) {
+      for (const Lane& lane : lanes) VILA_RETURN_IF_ERROR(encoder_layer(w, lane));
+    }
   }
   for (size_t i = 1; i < lanes.size(); ++i) {  // the main stream sees the whole tower
     VILA_RETURN_IF_ERROR(cuda::stream_wait(s(), lanes[i].stream));
