@@ -75,23 +75,9 @@ Rounded random_bf16(std::mt19937& rng, int64_t n) {
   return r;
 }
 
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(std::max<size_t>(host.size() * sizeof(T), 16));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count) {
-  std::vector<T> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * sizeof(T), nullptr).ok());
-  return host;
-}
-cuda::DeviceBuffer poisoned(size_t bytes) {
-  return upload(std::vector<uint8_t>(std::max<size_t>(bytes, 16), 0xff));
-}
+using testing::download;
+using testing::poisoned;
+using testing::upload;
 
 // Rows [r * stride, r * stride + width) of a (rows, stride) f32 buffer, densely; the values in
 // the gaps must still be the 0xff poison.

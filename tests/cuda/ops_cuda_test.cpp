@@ -74,6 +74,30 @@ std::vector<float> download(const cuda::DeviceBuffer& buf, size_t count, size_t 
   EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.as<float>() + offset, count * 4, nullptr).ok());
   return host;
 }
+
+// The CPU reference of a 16-bit linear layer: w (n, k) and x (m, k) rounded to dtype (bf16 or
+// f16; wb, xb: the GPU's operands), then cpu::linear on those values plus the fp32 bias b (n).
+// Both sides multiply the same values exactly in fp32; only the summation order differs.
+struct HalfLinearRef {
+  std::vector<uint16_t> wb, xb;
+  std::vector<float> ref;  // (m, n)
+};
+void half_linear_ref(const std::vector<float>& x, const std::vector<float>& w,
+                     const std::vector<float>& b, int64_t m, int64_t n, int64_t k, DType dtype,
+                     HalfLinearRef* out) {
+  out->wb.resize(w.size());
+  out->xb.resize(x.size());
+  ASSERT_TRUE(convert_from_f32(w.data(), dtype, out->wb.data(), n * k).ok());
+  ASSERT_TRUE(convert_from_f32(x.data(), dtype, out->xb.data(), m * k).ok());
+  std::vector<float> x_rounded(x.size());
+  ASSERT_TRUE(convert_to_f32(dtype, out->xb.data(), x_rounded.data(), m * k).ok());
+  cpu::LinearWeight lw{{out->wb.data(), dtype, {n, k}},
+                       {const_cast<float*>(b.data()), DType::kF32, {n}}};
+  out->ref.assign(static_cast<size_t>(m * n), 0.0f);
+  ASSERT_TRUE(cpu::linear({out->ref.data(), DType::kF32, {m, n}},
+                          {x_rounded.data(), DType::kF32, {m, k}}, lw)
+                  .ok());
+}
 #endif
 
 TEST(CudaOps, LinearF32MatchesCpu) {
@@ -128,26 +152,16 @@ TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
     auto x = random_floats(rng, m * k);
     const auto w = random_floats(rng, n * k, 0.1f);
     const auto b = random_floats(rng, n);
-    // The CPU reference gets the bf16 weight and bf16-rounded inputs: both sides then multiply
-    // the same values exactly in fp32; only the summation order differs.
-    std::vector<uint16_t> wb(w.size()), xb(x.size());
-    ASSERT_TRUE(convert_from_f32(w.data(), DType::kBF16, wb.data(), n * k).ok());
-    ASSERT_TRUE(convert_from_f32(x.data(), DType::kBF16, xb.data(), m * k).ok());
-    std::vector<float> x_rounded(x.size());
-    ASSERT_TRUE(convert_to_f32(DType::kBF16, xb.data(), x_rounded.data(), m * k).ok());
-    cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}},
-                         {const_cast<float*>(b.data()), DType::kF32, {n}}};
-    std::vector<float> ref(static_cast<size_t>(m * n));
-    ASSERT_TRUE(
-        cpu::linear({ref.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
-            .ok());
+    HalfLinearRef r;
+    ASSERT_NO_FATAL_FAILURE(half_linear_ref(x, w, b, m, n, k, DType::kBF16, &r));
+    const std::vector<float>& ref = r.ref;
     // The GPU converts the fp32 input itself (f32_to_bf16), as the model does.
-    cuda::DeviceBuffer dx = upload(x), dw = upload(wb), db = upload(b);
-    cuda::DeviceBuffer dxb = poisoned(xb.size() * 2);
+    cuda::DeviceBuffer dx = upload(x), dw = upload(r.wb), db = upload(b);
+    cuda::DeviceBuffer dxb = poisoned(r.xb.size() * 2);
     ASSERT_TRUE(cuda::f32_to_bf16(dxb.as<uint16_t>(), dx.as<float>(), m * k, nullptr).ok());
-    std::vector<uint16_t> xb_got(xb.size());
-    ASSERT_TRUE(cuda::copy_to_host(xb_got.data(), dxb.data(), xb.size() * 2, nullptr).ok());
-    EXPECT_EQ(xb_got, xb) << "f32_to_bf16 must round as core/dtype.h";
+    std::vector<uint16_t> xb_got(r.xb.size());
+    ASSERT_TRUE(cuda::copy_to_host(xb_got.data(), dxb.data(), r.xb.size() * 2, nullptr).ok());
+    EXPECT_EQ(xb_got, r.xb) << "f32_to_bf16 must round as core/dtype.h";
     cuda::DeviceBuffer dout = poisoned(ref.size() * 4);
     cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k};
     const Status s = cuda::linear(**blas, dout.as<float>(), dxb.data(), dlw, m, nullptr);
@@ -183,19 +197,13 @@ TEST(CudaOps, LinearBiasHalfOutputMatchesCpu) {
     const auto w = random_floats(rng, n * k, 0.3f);
     const auto b = random_floats(rng, n);
     const auto old = random_floats(rng, m * stride);  // the output's prior values (accumulate)
-    std::vector<uint16_t> wb(w.size()), xb(x.size()), oldb(old.size());
-    ASSERT_TRUE(convert_from_f32(w.data(), cs.dtype, wb.data(), n * k).ok());
-    ASSERT_TRUE(convert_from_f32(x.data(), cs.dtype, xb.data(), m * k).ok());
+    std::vector<uint16_t> oldb(old.size());
     ASSERT_TRUE(convert_from_f32(old.data(), cs.dtype, oldb.data(), m * stride).ok());
-    std::vector<float> x_rounded(x.size()), old_rounded(old.size());
-    ASSERT_TRUE(convert_to_f32(cs.dtype, xb.data(), x_rounded.data(), m * k).ok());
+    std::vector<float> old_rounded(old.size());
     ASSERT_TRUE(convert_to_f32(cs.dtype, oldb.data(), old_rounded.data(), m * stride).ok());
-    cpu::LinearWeight lw{{wb.data(), cs.dtype, {n, k}},
-                         {const_cast<float*>(b.data()), DType::kF32, {n}}};
-    std::vector<float> ref(static_cast<size_t>(m * n));  // (m, n) fp32
-    ASSERT_TRUE(
-        cpu::linear({ref.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
-            .ok());
+    HalfLinearRef hr;
+    ASSERT_NO_FATAL_FAILURE(half_linear_ref(x, w, b, m, n, k, cs.dtype, &hr));
+    std::vector<float>& ref = hr.ref;  // (m, n) fp32
     for (int64_t r = 0; r < m; ++r) {
       for (int64_t c = 0; c < n; ++c) {
         float& v = ref[r * n + c];
@@ -206,7 +214,7 @@ TEST(CudaOps, LinearBiasHalfOutputMatchesCpu) {
         }
       }
     }
-    cuda::DeviceBuffer dx = upload(xb), dw = upload(wb), db = upload(b);
+    cuda::DeviceBuffer dx = upload(hr.xb), dw = upload(hr.wb), db = upload(b);
     cuda::DeviceBuffer dout = cs.accumulate ? upload(oldb) : poisoned(oldb.size() * 2);
     cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), cs.dtype, n, k};
     cuda::LinearArgs args;
@@ -257,18 +265,15 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
     const auto x = random_floats(rng, m * k);
     const auto w = random_floats(rng, n * k, 0.3f);
     const auto b = random_floats(rng, n);
-    std::vector<uint16_t> wb(w.size()), xb(x.size()), bb(b.size());
-    ASSERT_TRUE(convert_from_f32(w.data(), DType::kBF16, wb.data(), n * k).ok());
-    ASSERT_TRUE(convert_from_f32(x.data(), DType::kBF16, xb.data(), m * k).ok());
+    // The reference adds the bias as rounded to bf16 (the bias16 the GEMM takes).
+    std::vector<uint16_t> bb(b.size());
     ASSERT_TRUE(convert_from_f32(b.data(), DType::kBF16, bb.data(), n).ok());
-    std::vector<float> x_rounded(x.size()), b_rounded(b.size());
-    ASSERT_TRUE(convert_to_f32(DType::kBF16, xb.data(), x_rounded.data(), m * k).ok());
+    std::vector<float> b_rounded(b.size());
     ASSERT_TRUE(convert_to_f32(DType::kBF16, bb.data(), b_rounded.data(), n).ok());
-    cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}}, {b_rounded.data(), DType::kF32, {n}}};
-    std::vector<float> pre(static_cast<size_t>(m * n)), post(pre.size());
-    ASSERT_TRUE(
-        cpu::linear({pre.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
-            .ok());
+    HalfLinearRef r;
+    ASSERT_NO_FATAL_FAILURE(half_linear_ref(x, w, b_rounded, m, n, k, DType::kBF16, &r));
+    const std::vector<float>& pre = r.ref;
+    std::vector<float> post(pre.size());
     for (size_t i = 0; i < pre.size(); ++i) {
       const double v = pre[i];
       post[i] =
@@ -276,7 +281,7 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
                      0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))))
                : pre[i];
     }
-    cuda::DeviceBuffer dx = upload(xb), dw = upload(wb), db = upload(b), db16 = upload(bb);
+    cuda::DeviceBuffer dx = upload(r.xb), dw = upload(r.wb), db = upload(b), db16 = upload(bb);
     cuda::DeviceBuffer dout = poisoned(pre.size() * 2), daux = poisoned(pre.size() * 2);
     cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k, db16.data()};
     cuda::LinearArgs args;
@@ -307,19 +312,11 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
     const auto w = random_floats(rng, n * k, 0.3f);
     const auto b = random_floats(rng, n);
     const auto res = random_floats(rng, m * n);
-    std::vector<uint16_t> wb(w.size()), xb(x.size());
-    ASSERT_TRUE(convert_from_f32(w.data(), DType::kBF16, wb.data(), n * k).ok());
-    ASSERT_TRUE(convert_from_f32(x.data(), DType::kBF16, xb.data(), m * k).ok());
-    std::vector<float> x_rounded(x.size());
-    ASSERT_TRUE(convert_to_f32(DType::kBF16, xb.data(), x_rounded.data(), m * k).ok());
-    cpu::LinearWeight lw{{wb.data(), DType::kBF16, {n, k}},
-                         {const_cast<float*>(b.data()), DType::kF32, {n}}};
-    std::vector<float> ref(static_cast<size_t>(m * n));
-    ASSERT_TRUE(
-        cpu::linear({ref.data(), DType::kF32, {m, n}}, {x_rounded.data(), DType::kF32, {m, k}}, lw)
-            .ok());
+    HalfLinearRef r;
+    ASSERT_NO_FATAL_FAILURE(half_linear_ref(x, w, b, m, n, k, DType::kBF16, &r));
+    std::vector<float>& ref = r.ref;
     for (size_t i = 0; i < ref.size(); ++i) ref[i] += res[i];
-    cuda::DeviceBuffer dx = upload(xb), dw = upload(wb), db = upload(b), dres = upload(res);
+    cuda::DeviceBuffer dx = upload(r.xb), dw = upload(r.wb), db = upload(b), dres = upload(res);
     cuda::DeviceBuffer dout = poisoned(ref.size() * 4);
     cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k};
     cuda::LinearArgs args;

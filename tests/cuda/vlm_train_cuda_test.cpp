@@ -269,6 +269,14 @@ PackedBatch tiny_batch(const VlmConfig& config, uint32_t seed, bool images) {
   return b;
 }
 
+// Fills `store` with `config`'s parameters as the CPU model initialises them (seed, scale 0.2);
+// the CUDA models of the tests below then upload them.
+void init_params(const VlmConfig& config, uint64_t seed, ParamStore& store) {
+  auto cpu = VlmModel::create(config, store);
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  (*cpu)->init(seed, 0.2f);
+}
+
 // Every gradient of `store`'s trainable parameters, by full name, from the device.
 std::map<std::string, std::vector<float>> all_grads(CudaVlmModel& model, const ParamStore& store) {
   std::map<std::string, std::vector<float>> out;
@@ -287,9 +295,7 @@ TEST(VlmCudaTest, UnreachedGradientReadsZero) {
   auto config = vlm_preset("tiny");
   ASSERT_TRUE(config.ok());
   ParamStore store;
-  auto cpu = VlmModel::create(*config, store);
-  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  (*cpu)->init(5, 0.2f);
+  ASSERT_NO_FATAL_FAILURE(init_params(*config, 5, store));
   auto gpu = CudaVlmModel::create(*config, store);
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   DeviceParams& P = (*gpu)->params();
@@ -339,9 +345,7 @@ TEST(VlmCudaTest, MicroBatchesAccumulate) {
   auto config = vlm_preset("tiny");
   ASSERT_TRUE(config.ok());
   ParamStore store;
-  auto cpu = VlmModel::create(*config, store);
-  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  (*cpu)->init(6, 0.2f);
+  ASSERT_NO_FATAL_FAILURE(init_params(*config, 6, store));
   auto gpu = CudaVlmModel::create(*config, store);
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   DeviceParams& P = (*gpu)->params();
@@ -396,9 +400,7 @@ TEST(VlmCudaTest, DeterministicStepAtFlashHeadDims) {
   config->llm.intermediate = 64;
   ASSERT_TRUE(config->validate().ok()) << config->validate().message();
   ParamStore store;
-  auto cpu = VlmModel::create(*config, store);
-  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  (*cpu)->init(8, 0.2f);
+  ASSERT_NO_FATAL_FAILURE(init_params(*config, 8, store));
   CudaVlmOptions exact;
   exact.deterministic = true;
   auto det = CudaVlmModel::create(*config, store, exact);
