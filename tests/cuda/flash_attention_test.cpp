@@ -256,10 +256,11 @@ TEST(FlashAttentionCuda, DenseMatchesCpu) {
   double worst = 0;
   for (const DenseCase& cs :
        {DenseCase{2, 1024, 4, 4, 72, false, kB}, DenseCase{3, 77, 3, 3, 72, false, kH},
-        DenseCase{1, 300, 8, 2, 128, true, kB}, DenseCase{2, 65, 2, 2, 32, false, kH},
-        DenseCase{1, 129, 4, 1, 80, true, kB}, DenseCase{2, 50, 2, 2, 16, true, kH},
-        DenseCase{1, 200, 6, 3, 64, false, kB}, DenseCase{2, 131, 4, 2, 96, true, kH},
-        DenseCase{1, 257, 2, 2, 96, false, kB}}) {
+        DenseCase{1, 1000, 4, 2, 72, false, kB}, DenseCase{2, 129, 2, 2, 72, false, kH},
+        DenseCase{1, 8, 1, 1, 72, false, kB}, DenseCase{1, 300, 8, 2, 128, true, kB},
+        DenseCase{2, 65, 2, 2, 32, false, kH}, DenseCase{1, 129, 4, 1, 80, true, kB},
+        DenseCase{2, 50, 2, 2, 16, true, kH}, DenseCase{1, 200, 6, 3, 64, false, kB},
+        DenseCase{2, 131, 4, 2, 96, true, kH}, DenseCase{1, 257, 2, 2, 96, false, kB}}) {
     // One fused QKV activation: row = [q (H D) | k (Hkv D) | v (Hkv D)], as SigLIP's qkv linear.
     const int64_t hd = int64_t{cs.h} * cs.d, kvd = int64_t{cs.hkv} * cs.d;
     const int64_t stride = hd + 2 * kvd;
@@ -297,18 +298,35 @@ TEST(FlashAttentionCuda, DenseMatchesCpu) {
     args.causal = cs.causal;
     args.scale = 1.0f / std::sqrt(static_cast<float>(cs.d));
     args.dtype = cs.dtype;
-    const Status st = cuda::flash_attention_dense(args, nullptr);
-    ASSERT_TRUE(st.ok()) << st.to_string();
-    const std::vector<float> got = to_f32(download16(dout, rows * hd), cs.dtype);
+    std::vector<std::vector<float>> refs;
     for (int b = 0; b < cs.batch; ++b) {
-      const std::vector<float> ref = reference(qs[b].values, ks[b].values, vs[b].values, cs.seq,
-                                               cs.seq, cs.h, cs.hkv, cs.d, cs.causal, args.scale);
-      const std::vector<float> mine(got.begin() + b * cs.seq * hd,
-                                    got.begin() + (b + 1) * cs.seq * hd);
-      const double err = max_rel_error(mine, ref);
-      worst = std::max(worst, err);
-      EXPECT_LE(err, kTolerance) << "batch " << b << " seq " << cs.seq << " D " << cs.d << " H "
-                                 << cs.h << " Hkv " << cs.hkv << " causal " << cs.causal;
+      refs.push_back(reference(qs[b].values, ks[b].values, vs[b].values, cs.seq, cs.seq, cs.h,
+                               cs.hkv, cs.d, cs.causal, args.scale));
+    }
+    // Both forward kernels where the Hopper one applies (SigLIP's shape).
+    std::vector<cuda::FlashKernel> kernels = {cuda::FlashKernel::kMma};
+    if (cs.d == 72 && !cs.causal) kernels.push_back(cuda::FlashKernel::kWgmma);
+    for (const cuda::FlashKernel kernel : kernels) {
+      args.kernel = kernel;
+      const char* name = kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
+      const std::vector<uint16_t> poison(rows * hd, kPoison16);
+      ASSERT_TRUE(
+          cuda::copy_to_device(dout.data(), poison.data(), poison.size() * 2, nullptr).ok());
+      const Status st = cuda::flash_attention_dense(args, nullptr);
+      if (kernel == cuda::FlashKernel::kWgmma && st.code() == StatusCode::kUnimplemented) {
+        std::printf("[flash] dense: no wgmma kernel here (%s)\n", st.to_string().c_str());
+        continue;
+      }
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      const std::vector<float> got = to_f32(download16(dout, rows * hd), cs.dtype);
+      for (int b = 0; b < cs.batch; ++b) {
+        const std::vector<float> mine(got.begin() + b * cs.seq * hd,
+                                      got.begin() + (b + 1) * cs.seq * hd);
+        const double err = max_rel_error(mine, refs[b]);
+        worst = std::max(worst, err);
+        EXPECT_LE(err, kTolerance) << name << " batch " << b << " seq " << cs.seq << " D " << cs.d
+                                   << " H " << cs.h << " Hkv " << cs.hkv << " causal " << cs.causal;
+      }
     }
   }
   std::printf("[flash] dense: max rel err %.3g\n", worst);
@@ -587,9 +605,14 @@ TEST(FlashAttentionCuda, Timing) {
     a.head_dim = d;
     a.causal = false;
     a.scale = 1.0f / std::sqrt(72.0f);
-    const double ms = time_ms(cs, 20, [&] { return cuda::flash_attention_dense(a, cs); });
-    std::printf("[flash] dense B=%d S=%d H=%d D=%d: %.3f ms, %.1f TFLOP/s\n", b, s, h, d, ms,
-                4.0 * b * s * s * h * d / (ms * 1e9));
+    for (const cuda::FlashKernel kernel : {cuda::FlashKernel::kMma, cuda::FlashKernel::kWgmma}) {
+      a.kernel = kernel;
+      if (!cuda::flash_attention_dense(a, cs).ok()) continue;  // no wgmma kernel here
+      const double ms = time_ms(cs, 20, [&] { return cuda::flash_attention_dense(a, cs); });
+      std::printf("[flash] dense %s B=%d S=%d H=%d D=%d: %.3f ms, %.1f TFLOP/s\n",
+                  kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma", b, s, h, d, ms,
+                  4.0 * b * s * s * h * d / (ms * 1e9));
+    }
   }
   for (const int s : {4096, 1024}) {  // Qwen2-7B-like causal prefill: 28 heads, 4 KV heads, D 128
     const int h = 28, hkv = 4, d = 128;

@@ -16,10 +16,12 @@
 // cross the diagonal or the end of the keys are masked. Head dims are padded in shared memory to
 // kD ∈ {32, 64, 80, 96, 128} with zeros (FwdConfig); global rows are never read past head_dim.
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/flash_attention.h"
+#include "backend/cuda/flash_attention_wgmma.h"
 #include "backend/cuda/flash_mma.cuh"
 
 namespace vila::cuda {
@@ -373,6 +375,15 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) flash_fwd_kernel(co
 }
 
 // ---- launchers ----
+// VILA_FLASH_KERNEL=mma: FlashKernel::kAuto means kMma (read once).
+bool mma_forced_by_env() {
+  static const bool forced = [] {
+    const char* env = std::getenv("VILA_FLASH_KERNEL");
+    return env != nullptr && std::string(env) == "mma";
+  }();
+  return forced;
+}
+
 bool aligned16(const void* ptr) {
   return ptr != nullptr && reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
@@ -515,6 +526,15 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream) {
     return invalid_argument(std::string(kOp) + ": seq " + std::to_string(args.seq));
   }
   if (args.seq == 0) return {};
+  const bool want_wgmma = args.kernel == FlashKernel::kWgmma ||
+                          (args.kernel == FlashKernel::kAuto && !mma_forced_by_env());
+  if (want_wgmma && flash_wgmma_supports(args)) {
+    return flash_attention_dense_wgmma(args, stream);
+  }
+  if (args.kernel == FlashKernel::kWgmma) {
+    return unimplemented(std::string(kOp) + ": the wgmma kernel needs head_dim 72, no causal " +
+                         "mask, no lse and an sm_90 GPU in an sm_90a build");
+  }
   FwdParams p;
   p.out = args.out;
   p.out_stride = args.out_row_stride;

@@ -45,6 +45,13 @@ struct PagedPrefillArgs {
 };
 Status flash_attention_paged(const PagedPrefillArgs& args, void* stream);
 
+// Which forward kernel flash_attention_dense runs: kAuto the Hopper warpgroup-MMA kernel where it
+// applies (non-causal, head_dim 72, no lse, an sm_90 GPU in an sm_90a build; see
+// flash_attention_wgmma.h) and the mma.sync kernel elsewhere; kMma always the mma.sync kernel;
+// kWgmma the wgmma kernel or Unimplemented. VILA_FLASH_KERNEL=mma in the environment turns kAuto
+// into kMma (an A/B switch for benchmarks).
+enum class FlashKernel { kAuto, kMma, kWgmma };
+
 // batch independent sequences of seq rows each: row (b*seq + s) of q holds n_head*head_dim values
 // at q_row_stride (k, v: n_head_kv*head_dim values at their strides; out like q). lse (optional,
 // for the training backward, flash_attention_backward.h): (batch*seq, n_head) f32, written with
@@ -67,6 +74,7 @@ struct DenseAttentionArgs {
   float scale = 0.0f;
   DType dtype = DType::kBF16;
   float* lse = nullptr;  // (batch*seq, n_head) f32, or null
+  FlashKernel kernel = FlashKernel::kAuto;
 };
 Status flash_attention_dense(const DenseAttentionArgs& args, void* stream);
 

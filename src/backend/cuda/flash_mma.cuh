@@ -251,12 +251,13 @@ __device__ __forceinline__ void scores_to_a(uint32_t (&a)[4], const float (&lo)[
 // Online-softmax update of one warp's 16 rows after a tile of kTiles x 8 scores: each thread owns
 // rows g (r = 0: elements 0, 1 of each C tile) and g + 8 (r = 1: elements 2, 3). row_max is kept
 // in raw score units, row_sum as this thread's partial sum (the quad sums it at the end). The
-// scores become p = 2^(s·c − max·c) (c = scale·log2 e) and o is rescaled. Masked scores are -inf;
-// a row with no unmasked score so far keeps max -inf and contributes zeros.
-template <int kTiles, int kOTiles>
-__device__ __forceinline__ void online_softmax(float (&s)[kTiles][4], float (&o)[kOTiles][4],
-                                               float (&row_max)[2], float (&row_sum)[2],
-                                               float scale_log2) {
+// scores become p = 2^(s·c − max·c) (c = scale·log2 e); corr[r] is the factor the row's output
+// accumulator must be scaled by (rescale_rows). Masked scores are -inf; a row with no unmasked
+// score so far keeps max -inf and contributes zeros.
+template <int kTiles>
+__device__ __forceinline__ void softmax_update(float (&s)[kTiles][4], float (&row_max)[2],
+                                               float (&row_sum)[2], float scale_log2,
+                                               float (&corr)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = row_max[r];
@@ -266,14 +267,9 @@ __device__ __forceinline__ void online_softmax(float (&s)[kTiles][4], float (&o)
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float base = mx == -INFINITY ? 0.0f : mx * scale_log2;
-    const float corr = fast_exp2(row_max[r] * scale_log2 - base);  // 0 while row_max is -inf
+    corr[r] = fast_exp2(row_max[r] * scale_log2 - base);  // 0 while row_max is -inf
     row_max[r] = mx;
-    float sum = row_sum[r] * corr;
-#pragma unroll
-    for (int n = 0; n < kOTiles; ++n) {
-      o[n][2 * r] *= corr;
-      o[n][2 * r + 1] *= corr;
-    }
+    float sum = row_sum[r] * corr[r];
 #pragma unroll
     for (int n = 0; n < kTiles; ++n) {
       s[n][2 * r] = fast_exp2(fmaf(s[n][2 * r], scale_log2, -base));
@@ -282,6 +278,28 @@ __device__ __forceinline__ void online_softmax(float (&s)[kTiles][4], float (&o)
     }
     row_sum[r] = sum;
   }
+}
+
+// o *= corr row by row (rows g and g + 8 of the warp's C tiles, as softmax_update).
+template <int kOTiles>
+__device__ __forceinline__ void rescale_rows(float (&o)[kOTiles][4], const float (&corr)[2]) {
+#pragma unroll
+  for (int n = 0; n < kOTiles; ++n) {
+    o[n][0] *= corr[0];
+    o[n][1] *= corr[0];
+    o[n][2] *= corr[1];
+    o[n][3] *= corr[1];
+  }
+}
+
+// softmax_update, then the output accumulator rescaled (o holds the rows' P·V so far).
+template <int kTiles, int kOTiles>
+__device__ __forceinline__ void online_softmax(float (&s)[kTiles][4], float (&o)[kOTiles][4],
+                                               float (&row_max)[2], float (&row_sum)[2],
+                                               float scale_log2) {
+  float corr[2];
+  softmax_update(s, row_max, row_sum, scale_log2, corr);
+  rescale_rows(o, corr);
 }
 
 // Sum of v over the four lanes of a quad (the lanes that share a row of an MMA C tile).
