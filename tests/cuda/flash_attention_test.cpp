@@ -299,13 +299,16 @@ TEST(FlashAttentionCuda, DenseMatchesCpu) {
     args.scale = 1.0f / std::sqrt(static_cast<float>(cs.d));
     args.dtype = cs.dtype;
     std::vector<std::vector<float>> refs;
+    refs.reserve(cs.batch);
     for (int b = 0; b < cs.batch; ++b) {
       refs.push_back(reference(qs[b].values, ks[b].values, vs[b].values, cs.seq, cs.seq, cs.h,
                                cs.hkv, cs.d, cs.causal, args.scale));
     }
     // Both forward kernels where the Hopper one applies (SigLIP's shape).
     std::vector<cuda::FlashKernel> kernels = {cuda::FlashKernel::kMma};
-    if (cs.d == 72 && !cs.causal) kernels.push_back(cuda::FlashKernel::kWgmma);
+    if (cs.d == 72 && !cs.causal) {
+      kernels.push_back(cuda::FlashKernel::kWgmma);
+    }
     for (const cuda::FlashKernel kernel : kernels) {
       args.kernel = kernel;
       const char* name = kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
@@ -320,8 +323,8 @@ TEST(FlashAttentionCuda, DenseMatchesCpu) {
       ASSERT_TRUE(st.ok()) << st.to_string();
       const std::vector<float> got = to_f32(download16(dout, rows * hd), cs.dtype);
       for (int b = 0; b < cs.batch; ++b) {
-        const std::vector<float> mine(got.begin() + b * cs.seq * hd,
-                                      got.begin() + (b + 1) * cs.seq * hd);
+        const int64_t first = int64_t{b} * cs.seq * hd;
+        const std::vector<float> mine(got.begin() + first, got.begin() + first + cs.seq * hd);
         const double err = max_rel_error(mine, refs[b]);
         worst = std::max(worst, err);
         EXPECT_LE(err, kTolerance) << name << " batch " << b << " seq " << cs.seq << " D " << cs.d
@@ -512,6 +515,9 @@ TEST(FlashAttentionCuda, BadArgumentsReturnErrors) {
   dense.n_head_kv = 1;
   dense.q_row_stride = dense.out_row_stride = 64;
   EXPECT_EQ(cuda::flash_attention_dense(dense, nullptr).code(), StatusCode::kUnimplemented);
+  dense.dtype = DType::kBF16;
+  dense.kernel = cuda::FlashKernel::kWgmma;  // head_dim 64: only the mma.sync kernel has it
+  EXPECT_EQ(cuda::flash_attention_dense(dense, nullptr).code(), StatusCode::kUnimplemented);
 
   static int32_t ints[4] = {0, 1, 1, 1};
   cuda::PagedPrefillArgs paged;
@@ -607,7 +613,9 @@ TEST(FlashAttentionCuda, Timing) {
     a.scale = 1.0f / std::sqrt(72.0f);
     for (const cuda::FlashKernel kernel : {cuda::FlashKernel::kMma, cuda::FlashKernel::kWgmma}) {
       a.kernel = kernel;
-      if (!cuda::flash_attention_dense(a, cs).ok()) continue;  // no wgmma kernel here
+      if (!cuda::flash_attention_dense(a, cs).ok()) {
+        continue;  // no wgmma kernel here
+      }
       const double ms = time_ms(cs, 20, [&] { return cuda::flash_attention_dense(a, cs); });
       std::printf("[flash] dense %s B=%d S=%d H=%d D=%d: %.3f ms, %.1f TFLOP/s\n",
                   kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma", b, s, h, d, ms,

@@ -60,21 +60,7 @@ constexpr size_t kSmemBytes = (kQElems + 2 * kStages * kTileElems) * 2;  // 16-b
 [[maybe_unused]] constexpr int kScoreSteps = kChunks / 2;                // Q·Kᵀ k-steps of 16
 [[maybe_unused]] constexpr int kValueSteps = kBlockN / 16;               // P·V k-steps of 16
 [[maybe_unused]] constexpr int kOTiles = kHeadDim / 8;
-constexpr float kLog2e = 1.4426950408889634f;
-
-struct WgmmaParams {
-  void* out = nullptr;
-  int64_t out_stride = 0;
-  const void* q = nullptr;
-  int64_t q_stride = 0;
-  const void* k = nullptr;
-  int64_t k_stride = 0;
-  const void* v = nullptr;
-  int64_t v_stride = 0;
-  int seq = 0;
-  int group = 1;  // n_head / n_head_kv
-  float scale_log2 = 0.0f;
-};
+[[maybe_unused]] constexpr float kLog2e = 1.4426950408889634f;
 
 // Copies rows 0 .. n_rows-1 (n_rows may exceed kRows) of a (kRows, 72) tile of 16-bit rows
 // (stride in elements) into the core-matrix layout; the 8 chunks past column 72 and rows past
@@ -98,7 +84,7 @@ __device__ __forceinline__ void load_rows(T* smem, const T* src, int stride, int
 // Grid (query blocks, n_head, batch), kThreads threads. Shared memory: Q (kBlockM rows), then
 // kStages stages of a K tile and a V tile (kBlockN rows each), all in the core-matrix layout.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaParams p) {
+__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const DenseAttentionArgs p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the body exists in sm_90a code only
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ uint64_t full[kStages];   // phase n: the n-th tile of the stage landed
@@ -107,7 +93,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
   T* s_kv = s_q + kQElems;  // stage s: K tile at 2s, V tile at 2s + 1
   const int b = blockIdx.z;
   const int h = blockIdx.y;
-  const int hk = h / p.group;
+  const int hk = h / (p.n_head / p.n_head_kv);
+  const float scale_log2 = p.scale * kLog2e;
   const int m0 = blockIdx.x * kBlockM;
   const int tid = threadIdx.x;
   const int wg = tid / 128;
@@ -115,10 +102,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
   const int lane = tid % 32;
   const int quad_lane = lane % 4;
   const int64_t row0 = static_cast<int64_t>(b) * p.seq;  // first row of this sequence
-  const auto k_stride = static_cast<int>(p.k_stride);
-  const auto v_stride = static_cast<int>(p.v_stride);
-  const T* k_src = static_cast<const T*>(p.k) + row0 * p.k_stride + hk * kHeadDim;
-  const T* v_src = static_cast<const T*>(p.v) + row0 * p.v_stride + hk * kHeadDim;
+  const auto k_stride = static_cast<int>(p.k_row_stride);
+  const auto v_stride = static_cast<int>(p.v_row_stride);
+  const T* k_src = static_cast<const T*>(p.k) + row0 * p.k_row_stride + hk * kHeadDim;
+  const T* v_src = static_cast<const T*>(p.v) + row0 * p.v_row_stride + hk * kHeadDim;
   const int n_tiles = (p.seq + kBlockN - 1) / kBlockN;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -141,8 +128,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
                        tid);
     wgmma::mbar_arrive_cp_async(&full[stage]);
   };
-  load_rows<kBlockM>(s_q, static_cast<const T*>(p.q) + (row0 + m0) * p.q_stride + h * kHeadDim,
-                     static_cast<int>(p.q_stride), p.seq - m0, tid);  // lands with tile 0
+  load_rows<kBlockM>(s_q, static_cast<const T*>(p.q) + (row0 + m0) * p.q_row_stride + h * kHeadDim,
+                     static_cast<int>(p.q_row_stride), p.seq - m0, tid);  // lands with tile 0
 #pragma unroll
   for (int j = 0; j < kAhead; ++j) load_kv(j);
   // Waits for tile j (and makes it visible to the wgmma proxy), then starts loading j + kAhead.
@@ -189,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
         }
       }
     }
-    flash::softmax_update(s, row_max, row_sum, p.scale_log2, corr);
+    flash::softmax_update(s, row_max, row_sum, scale_log2, corr);
   };
   const auto to_a = [&](const float(&s)[kBlockN / 8][4]) {
 #pragma unroll
@@ -240,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     const int row = m0 + wg * 64 + warp * 16 + lane / 4 + r * 8;
     if (row >= p.seq) continue;
-    T* dst = out + (row0 + row) * p.out_stride + h * kHeadDim;
+    T* dst = out + (row0 + row) * p.out_row_stride + h * kHeadDim;
 #pragma unroll
     for (int n = 0; n < kOTiles; ++n) {
       *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * quad_lane) =
@@ -251,12 +238,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const WgmmaPar
 }
 
 template <typename T>
-Status launch(const WgmmaParams& p, int batch, int n_head, cudaStream_t stream) {
+Status launch(const DenseAttentionArgs& p, cudaStream_t stream) {
   const auto kernel = flash_wgmma_kernel<T>;
   VILA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const dim3 grid(static_cast<unsigned>(ceil_div(p.seq, kBlockM)), static_cast<unsigned>(n_head),
-                  static_cast<unsigned>(batch));
+  const dim3 grid(static_cast<unsigned>(ceil_div(p.seq, kBlockM)), static_cast<unsigned>(p.n_head),
+                  static_cast<unsigned>(p.batch));
   kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
   VILA_CUDA_CHECK(cudaGetLastError());
   return {};
@@ -285,21 +272,8 @@ bool flash_wgmma_supports(const DenseAttentionArgs& args) {
 }
 
 Status flash_attention_dense_wgmma(const DenseAttentionArgs& args, void* stream) {
-  WgmmaParams p;
-  p.out = args.out;
-  p.out_stride = args.out_row_stride;
-  p.q = args.q;
-  p.q_stride = args.q_row_stride;
-  p.k = args.k;
-  p.k_stride = args.k_row_stride;
-  p.v = args.v;
-  p.v_stride = args.v_row_stride;
-  p.seq = args.seq;
-  p.group = args.n_head / args.n_head_kv;
-  p.scale_log2 = args.scale * kLog2e;
   const auto s = static_cast<cudaStream_t>(stream);
-  VILA_DISPATCH_HALF(args.dtype, "flash_attention_dense_wgmma",
-                     { return launch<T>(p, args.batch, args.n_head, s); });
+  VILA_DISPATCH_HALF(args.dtype, "flash_attention_dense_wgmma", { return launch<T>(args, s); });
 }
 
 }  // namespace vila::cuda
