@@ -137,8 +137,8 @@ struct CudaVisionEncoder::Impl {
   // share one region: after the tower only x (the features) is live.
   cuda::DeviceBuffer activations;
   int64_t capacity = 0;
-  cuda::PinnedBuffer staging;  // (B, 3, S, S) fp32 host pixels on their way up (upload_pixels)
-  float* pixels = nullptr;     // (B, 3, S, S)
+  cuda::PinnedBuffer staging;  // (B, 3, S, S) compute-dtype pixels on their way up (upload_pixels)
+  void* pixels = nullptr;      // (B, 3, S, S) compute dtype
   float* x = nullptr;          // (T, C) residual stream, then the features
   float* x_mid = nullptr;      // (T, C) the stream between a layer's attention and MLP blocks
   void* cols = nullptr;        // (T, Kpad) 16-bit im2col

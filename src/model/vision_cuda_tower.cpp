@@ -91,7 +91,7 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
   }
   const bool erf_mlp = c.act == cpu::GeluApprox::kErf;
   const std::vector<std::pair<void**, int64_t>> fixed = {
-      {reinterpret_cast<void**>(&pixels), B * c.n_channels * c.image_size * c.image_size * 4},
+      {&pixels, B * c.n_channels * c.image_size * c.image_size * es},
       {reinterpret_cast<void**>(&x), T * C * 4}};
   const std::vector<std::pair<void**, int64_t>> tower = {
       {&cols, T * geo.patch_k_pad * es},
@@ -117,7 +117,7 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
   staging = cuda::PinnedBuffer();
   capacity = 0;
   VILA_ASSIGN_OR_RETURN(
-      staging, cuda::PinnedBuffer::create(B * c.n_channels * c.image_size * c.image_size * 4));
+      staging, cuda::PinnedBuffer::create(B * c.n_channels * c.image_size * c.image_size * es));
   VILA_ASSIGN_OR_RETURN(activations, cuda::DeviceBuffer::create(bytes_of(fixed) + region));
   auto carve = [](char* at, const std::vector<std::pair<void**, int64_t>>& list) {
     for (const auto& [ptr, bytes] : list) {
@@ -133,13 +133,16 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
   return ok_status();
 }
 
-// The pixels go through a pinned staging buffer one tile at a time: the vision threads copy tile
-// i into it while the copy engine uploads tile i-1 (a pageable cudaMemcpy moves them at one
-// thread's memcpy speed, and blocks). ensure_capacity sized it.
+// The pixels go through a pinned staging buffer one tile at a time: the vision threads round tile
+// i to the compute dtype into it while the copy engine uploads tile i-1 (a pageable cudaMemcpy
+// moves them at one thread's memcpy speed, and blocks). Rounding here is what im2col_patches would
+// do to fp32 pixels (nearest even), so the columns are the same and half the bytes go up.
+// ensure_capacity sized the buffers.
 Status CudaVisionEncoder::Impl::upload_pixels(const float* host_tiles, int64_t n_tiles) {
   const SiglipConfig& c = geo.tower;
-  const auto tile = static_cast<size_t>(c.n_channels * c.image_size * c.image_size);  // floats
-  if (staging.bytes() < static_cast<size_t>(n_tiles) * tile * 4) {
+  const auto tile = static_cast<size_t>(c.n_channels * c.image_size * c.image_size);  // values
+  const auto es = static_cast<size_t>(dtype_bytes(dt(), 1));
+  if (staging.bytes() < static_cast<size_t>(n_tiles) * tile * es) {
     return internal_error("CudaVisionEncoder: pixel staging smaller than the tiles");
   }
   // A failed call may have left work in flight on either stream.
@@ -149,16 +152,17 @@ Status CudaVisionEncoder::Impl::upload_pixels(const float* host_tiles, int64_t n
   const int64_t piece = static_cast<int64_t>((tile + kPieces - 1) / kPieces);
   for (int64_t t = 0; t < n_tiles; ++t) {
     const float* src = host_tiles + static_cast<size_t>(t) * tile;
-    float* dst = staging.as<float>() + static_cast<size_t>(t) * tile;
+    char* dst = staging.as<char>() + static_cast<size_t>(t) * tile * es;
     vision_parallel_for(kPieces, 2, [&](int64_t p0, int64_t p1) {
       const auto lo =
           static_cast<size_t>(std::min<int64_t>(p0 * piece, static_cast<int64_t>(tile)));
       const auto hi =
           static_cast<size_t>(std::min<int64_t>(p1 * piece, static_cast<int64_t>(tile)));
-      std::copy(src + lo, src + hi, dst + lo);
+      // Cannot fail: dt() is bf16 or f16.
+      (void)convert_from_f32(src + lo, dt(), dst + lo * es, static_cast<int64_t>(hi - lo));
     });
-    VILA_RETURN_IF_ERROR(
-        cuda::copy_to_device_async(pixels + static_cast<size_t>(t) * tile, dst, tile * 4, s()));
+    VILA_RETURN_IF_ERROR(cuda::copy_to_device_async(
+        static_cast<char*>(pixels) + static_cast<size_t>(t) * tile * es, dst, tile * es, s()));
   }
   return ok_status();
 }
@@ -174,8 +178,8 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (timer) add_stage("upload (host wall)", upload_ms);
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::im2col_patches(cols, dt(), geo.patch_k_pad, pixels, B, c.n_channels, S,
-                                            c.patch_size, s()));  // (T, Kpad)
+  VILA_RETURN_IF_ERROR(cuda::im2col_patches(cols, dt(), geo.patch_k_pad, pixels, dt(), B,
+                                            c.n_channels, S, c.patch_size, s()));  // (T, Kpad)
   VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, nullptr, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));

@@ -246,10 +246,22 @@ TEST(CudaVisionOps, Im2colIsExactAndPatchEmbedMatchesCpu) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + " size " + std::to_string(c.size) + " patch " +
                    std::to_string(c.patch));
       const auto cols = poisoned(bytes_of(dt, rows * stride));
-      ASSERT_TRUE(cuda::im2col_patches(cols.data(), dt, stride, dpix.as<float>(), c.batch, c.cin,
-                                       c.size, c.patch, nullptr)
+      ASSERT_TRUE(cuda::im2col_patches(cols.data(), dt, stride, dpix.as<float>(), DType::kF32,
+                                       c.batch, c.cin, c.size, c.patch, nullptr)
                       .ok());
       const auto got = download(cols, dt, static_cast<size_t>(rows * stride));
+      // Pixels rounded to dt on the host first (the tower's upload) give the same columns.
+      const auto dpix16 = upload_as(dt, pixels);
+      const auto cols16 = poisoned(bytes_of(dt, rows * stride));
+      ASSERT_TRUE(cuda::im2col_patches(cols16.data(), dt, stride, dpix16.data(), dt, c.batch, c.cin,
+                                       c.size, c.patch, nullptr)
+                      .ok());
+      EXPECT_EQ(download(cols16, dt, static_cast<size_t>(rows * stride)), got);
+      const DType other = dt == DType::kBF16 ? DType::kF16 : DType::kBF16;
+      EXPECT_EQ(cuda::im2col_patches(cols16.data(), dt, stride, dpix16.data(), other, c.batch,
+                                     c.cin, c.size, c.patch, nullptr)
+                    .code(),
+                StatusCode::kUnimplemented);
       int64_t mismatches = 0;
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = r / P, py = r % P / grid, px = r % grid;

@@ -35,9 +35,10 @@ __device__ __forceinline__ int64_t grid_stride() {
 
 // ---- kernels ----
 
-// cols (batch*grid², col_stride) T; one thread per column entry.
-template <typename T>
-__global__ void im2col_kernel(T* __restrict__ cols, const float* __restrict__ pixels,
+// cols (batch*grid², col_stride) T from pixels of type P (float, or T itself); one thread per
+// column entry.
+template <typename T, typename P>
+__global__ void im2col_kernel(T* __restrict__ cols, const P* __restrict__ pixels,
                               int64_t col_stride, int64_t n, int64_t cin, int64_t size,
                               int64_t patch, int64_t grid) {
   const int64_t k = cin * patch * patch, patches = grid * grid;
@@ -49,7 +50,7 @@ __global__ void im2col_kernel(T* __restrict__ cols, const float* __restrict__ pi
       const int64_t ky = in_patch / patch, kx = in_patch % patch;
       const int64_t b = row / patches, p = row % patches;
       const int64_t py = p / grid, px = p % grid;
-      v = pixels[((b * cin + ci) * size + py * patch + ky) * size + px * patch + kx];
+      v = to_float(pixels[((b * cin + ci) * size + py * patch + ky) * size + px * patch + kx]);
     }
     cols[idx] = from_float<T>(v);
   }
@@ -241,8 +242,9 @@ Status check_items(const char* what, const void* out, const float* in, int64_t i
 
 // ---- launchers ----
 
-Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const float* pixels,
-                      int64_t batch, int64_t cin, int64_t size, int64_t patch, void* stream) {
+Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const void* pixels,
+                      DType pixel_dtype, int64_t batch, int64_t cin, int64_t size, int64_t patch,
+                      void* stream) {
   if (batch < 0 || cin <= 0 || patch <= 0 || size < patch || col_stride < cin * patch * patch) {
     return invalid_argument("im2col_patches: bad shape batch " + std::to_string(batch) + ", cin " +
                             std::to_string(cin) + ", size " + std::to_string(size) + ", patch " +
@@ -252,6 +254,10 @@ Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const float* 
     return unimplemented(std::string("im2col_patches: dtype ") + dtype_name(dtype) +
                          " (supported: bf16, f16)");
   }
+  if (pixel_dtype != DType::kF32 && pixel_dtype != dtype) {
+    return unimplemented(std::string("im2col_patches: ") + dtype_name(pixel_dtype) +
+                         " pixels for " + dtype_name(dtype) + " columns (f32 or the same dtype)");
+  }
   const int64_t grid = size / patch, n = batch * grid * grid * col_stride;
   if (n == 0) return ok_status();
   if (cols == nullptr || pixels == nullptr) {
@@ -259,8 +265,16 @@ Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const float* 
   }
   return dispatch_out(dtype, "im2col_patches", [&](auto tag) {
     using T = decltype(tag);
-    im2col_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<T*>(cols), pixels, col_stride, n, cin, size, patch, grid);
+    const auto s = static_cast<cudaStream_t>(stream);
+    if (pixel_dtype == DType::kF32) {
+      im2col_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(cols),
+                                                          static_cast<const float*>(pixels),
+                                                          col_stride, n, cin, size, patch, grid);
+    } else {
+      im2col_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(cols),
+                                                          static_cast<const T*>(pixels), col_stride,
+                                                          n, cin, size, patch, grid);
+    }
   });
 }
 

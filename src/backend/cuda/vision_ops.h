@@ -22,13 +22,16 @@
 
 namespace vila::cuda {
 
-// pixels (batch, cin, size, size) fp32 -> cols (batch * grid², col_stride) of dtype (kBF16/kF16),
+// pixels (batch, cin, size, size) -> cols (batch * grid², col_stride) of dtype (kBF16/kF16),
 // grid = size / patch (a valid convolution drops the remainder). Row b * grid² + py * grid + px,
 // column (ci * patch + ky) * patch + kx holds pixels[b, ci, py*patch + ky, px*patch + kx]; columns
 // cin * patch² .. col_stride-1 are written as zeros (a row stride padded to 8 keeps GEMM rows
-// 16-byte aligned; the weight's padding columns then multiply zeros).
-Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const float* pixels,
-                      int64_t batch, int64_t cin, int64_t size, int64_t patch, void* stream);
+// 16-byte aligned; the weight's padding columns then multiply zeros). pixel_dtype: kF32 (rounded
+// to dtype here) or dtype itself (already rounded, e.g. on the host: half the bytes to upload,
+// the same columns).
+Status im2col_patches(void* cols, DType dtype, int64_t col_stride, const void* pixels,
+                      DType pixel_dtype, int64_t batch, int64_t cin, int64_t size, int64_t patch,
+                      void* stream);
 
 // x (batch, tokens, channels) fp32 += pos (tokens, channels) fp32.
 Status add_position_embeddings(float* x, const float* pos, int64_t batch, int64_t tokens,
