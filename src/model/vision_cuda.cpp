@@ -137,11 +137,11 @@ WeightLayout plan_weights(const Geometry& g, DType dt) {
     ls.ln1_w = take(DType::kF32, C);
     ls.ln1_b = take(DType::kF32, C);
     ls.qkv = linear16(3 * C, C);
-    ls.o = linear(C, C);
+    ls.o = linear16(C, C);  // 16-bit outputs: the residual stream
     ls.ln2_w = take(DType::kF32, C);
     ls.ln2_b = take(DType::kF32, C);
     ls.fc1 = linear16(F, C);
-    ls.fc2 = linear(C, F);
+    ls.fc2 = linear16(C, F);
   }
   for (const StageGeom& st : g.stages) {
     LinearSlot slot;

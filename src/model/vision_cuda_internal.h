@@ -139,8 +139,9 @@ struct CudaVisionEncoder::Impl {
   int64_t capacity = 0;
   cuda::PinnedBuffer staging;  // (B, 3, S, S) compute-dtype pixels on their way up (upload_pixels)
   void* pixels = nullptr;      // (B, 3, S, S) compute dtype
-  float* x = nullptr;          // (T, C) residual stream, then the features
-  float* x_mid = nullptr;      // (T, C) the stream between a layer's attention and MLP blocks
+  float* x = nullptr;          // (T, C) fp32: the embeddings, then the features
+  void* xs = nullptr;          // (T, C) 16-bit residual stream (the reference's dtype)
+  void* x_mid = nullptr;       // (T, C) 16-bit stream between a layer's attention and MLP blocks
   void* cols = nullptr;        // (T, Kpad) 16-bit im2col
   void* xn = nullptr;          // (T, C) 16-bit LayerNorm out
   void* qkv = nullptr;         // (T, 3C) 16-bit
@@ -180,7 +181,7 @@ struct CudaVisionEncoder::Impl {
   // C operand), GELU (tanh) after the bias when gelu_tanh. model_k: the K counted in flops (the
   // patch GEMM's K is padded).
   Status gemm(void* out, DType out_dtype, const void* in, int64_t rows,
-              const cuda::DeviceLinearWeight& w, const float* residual, bool gelu_tanh,
+              const cuda::DeviceLinearWeight& w, const void* residual, bool gelu_tanh,
               int64_t model_k = 0) {
     return gemm_on(main_lane(0), out, out_dtype, in, rows, w, residual, gelu_tanh, model_k);
   }
@@ -194,7 +195,7 @@ struct CudaVisionEncoder::Impl {
   };
   Lane main_lane(int64_t tiles) const { return {s(), blas.get(), 0, tiles}; }
   Status gemm_on(const Lane& lane, void* out, DType out_dtype, const void* in, int64_t rows,
-                 const cuda::DeviceLinearWeight& w, const float* residual, bool gelu_tanh,
+                 const cuda::DeviceLinearWeight& w, const void* residual, bool gelu_tanh,
                  int64_t model_k = 0) {
     cuda::LinearArgs a;
     a.out = out;

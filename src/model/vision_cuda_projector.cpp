@@ -124,7 +124,8 @@ StatusOr<const float*> CudaVisionEncoder::Impl::run_projector(const float* in, i
         float* out32 = free_f32();
         void* out = next_linear ? p16 : static_cast<void*>(out32);
         VILA_RETURN_IF_ERROR(cuda::layer_norm(out, next_linear ? dt() : DType::kF32, 0, cur,
-                                              st.norm_w, st.norm_b, rows, w, kProjectorLnEps, s()));
+                                              DType::kF32, st.norm_w, st.norm_b, rows, w,
+                                              kProjectorLnEps, s()));
         if (!next_linear) cur = out32;
         is16 = next_linear;
         break;

@@ -13,6 +13,7 @@
 
 #ifdef VILA_WITH_CUDA
 #include "backend/cuda/device.h"
+#include "backend/cuda/elementwise.h"
 #include "backend/cuda/flash_attention.h"
 #include "backend/cuda/layer_norm.h"
 #include "backend/cuda/vision_ops.h"
@@ -95,7 +96,8 @@ Status CudaVisionEncoder::Impl::ensure_capacity(int64_t n_tiles) {
       {reinterpret_cast<void**>(&x), T * C * 4}};
   const std::vector<std::pair<void**, int64_t>> tower = {
       {&cols, T * geo.patch_k_pad * es},
-      {reinterpret_cast<void**>(&x_mid), T * C * 4},
+      {&xs, T * C * es},
+      {&x_mid, T * C * es},
       {&xn, T * C * es},
       {&qkv, T * 3 * C * es},
       {&attn, T * C * es},
@@ -182,6 +184,9 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
                                             c.n_channels, S, c.patch_size, s()));  // (T, Kpad)
   VILA_RETURN_IF_ERROR(gemm(x, DType::kF32, cols, rows, patch, nullptr, false, geo.patch_k));
   VILA_RETURN_IF_ERROR(cuda::add_position_embeddings(x, pos, B, geo.patches, c.hidden, s()));
+  // The residual stream is 16-bit from here, as in the reference (a bf16 / f16 model): every
+  // block's output is rounded once (o / fc2 add the residual in their epilogue).
+  VILA_RETURN_IF_ERROR(cuda::convert_dtype(xs, dt(), x, DType::kF32, rows * c.hidden, s()));
   VILA_RETURN_IF_ERROR(end("siglip.embed"));
   // Lanes of tiles on their own streams: one lane's attention (latency-bound, the tensor cores
   // half idle) overlaps another's GEMMs and LayerNorms, and each kernel's last partial wave fills
@@ -189,9 +194,13 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
   // each; profiling keeps one stream (its events time one stream).
   const auto n_lanes = static_cast<int64_t>(std::min<size_t>(
       lane_streams.size() + 1, static_cast<size_t>(B / vision_cuda::kMinLaneTiles)));
+  // The features: x = the stream, widened to fp32 for the S2 merge and the projector.
+  const auto features = [&] {
+    return cuda::convert_dtype(x, DType::kF32, xs, dt(), rows * c.hidden, s());
+  };
   if (timer || n_lanes < 2) {
     for (const DeviceLayer& w : layers) VILA_RETURN_IF_ERROR(encoder_layer(w, main_lane(B)));
-    return ok_status();
+    return features();
   }
   // The first call with a tile count meets new GEMM shapes, which cuBLASLt tuning times on the
   // lane's stream: those calls run the lanes one after the other, so no lane times its
@@ -223,7 +232,7 @@ Status CudaVisionEncoder::Impl::run_tower(const float* host_tiles, int64_t n_til
   for (size_t i = 1; i < lanes.size(); ++i) {  // the main stream sees the whole tower
     VILA_RETURN_IF_ERROR(cuda::stream_wait(s(), lanes[i].stream));
   }
-  return ok_status();
+  return features();
 }
 
 // One layer for the lane's tiles (rows [row0, row0 + tiles * P) of every buffer).
@@ -234,8 +243,8 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, const Lane& 
   const auto eps = static_cast<float>(c.ln_eps);
   void* st = lane.stream;
   const int64_t r0 = lane.row0;
-  float* x_l = x + r0 * C;
-  float* x_mid_l = x_mid + r0 * C;
+  char* xs_l = static_cast<char*>(xs) + r0 * C * es;
+  char* x_mid_l = static_cast<char*>(x_mid) + r0 * C * es;
   char* xn_l = static_cast<char*>(xn) + r0 * C * es;
   char* qkv_l = static_cast<char*>(qkv) + r0 * 3 * C * es;
   char* attn_l = static_cast<char*>(attn) + r0 * C * es;
@@ -243,7 +252,8 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, const Lane& 
 
   // Attention block: x_mid = x + o(attention(qkv(LN1(x)))).
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(cuda::layer_norm(xn_l, dt(), C, x_l, w.ln1_w, w.ln1_b, rows, C, eps, st));
+  VILA_RETURN_IF_ERROR(
+      cuda::layer_norm(xn_l, dt(), C, xs_l, dt(), w.ln1_w, w.ln1_b, rows, C, eps, st));
   VILA_RETURN_IF_ERROR(end("siglip.ln1"));
   VILA_RETURN_IF_ERROR(begin());
   VILA_RETURN_IF_ERROR(gemm_on(lane, qkv_l, dt(), xn_l, rows, w.qkv, nullptr, false));  // q|k|v
@@ -269,14 +279,14 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, const Lane& 
            static_cast<double>(Hh * D);
   VILA_RETURN_IF_ERROR(begin());
   // x_mid = x + o(attn): the residual rides in cuBLASLt's C operand (C != D, so the plan can be
-  // tuned; the fp32 traffic is that of an in-place add).
-  VILA_RETURN_IF_ERROR(gemm_on(lane, x_mid_l, DType::kF32, attn_l, rows, w.o, x_l, false));
+  // tuned; the traffic is that of an in-place add).
+  VILA_RETURN_IF_ERROR(gemm_on(lane, x_mid_l, dt(), attn_l, rows, w.o, xs_l, false));
   VILA_RETURN_IF_ERROR(end("siglip.o"));
 
   // MLP block: x = x_mid + fc2(gelu(fc1(LN2(x_mid)))).
   VILA_RETURN_IF_ERROR(begin());
   VILA_RETURN_IF_ERROR(
-      cuda::layer_norm(xn_l, dt(), C, x_mid_l, w.ln2_w, w.ln2_b, rows, C, eps, st));
+      cuda::layer_norm(xn_l, dt(), C, x_mid_l, dt(), w.ln2_w, w.ln2_b, rows, C, eps, st));
   VILA_RETURN_IF_ERROR(end("siglip.ln2"));
   VILA_RETURN_IF_ERROR(begin());
   if (c.act == cpu::GeluApprox::kTanh) {
@@ -288,7 +298,7 @@ Status CudaVisionEncoder::Impl::encoder_layer(const DeviceLayer& w, const Lane& 
   }
   VILA_RETURN_IF_ERROR(end("siglip.fc1"));
   VILA_RETURN_IF_ERROR(begin());
-  VILA_RETURN_IF_ERROR(gemm_on(lane, x_l, DType::kF32, mlp_l, rows, w.fc2, x_mid_l, false));
+  VILA_RETURN_IF_ERROR(gemm_on(lane, xs_l, dt(), mlp_l, rows, w.fc2, x_mid_l, false));
   return end("siglip.fc2");
 }
 

@@ -30,6 +30,7 @@
 
 #ifdef VILA_WITH_CUDA
 #include "backend/cuda/device.h"
+#include "backend/cuda/elementwise.h"
 #include "backend/cuda/embedding.h"
 #include "backend/cuda/layer_norm.h"
 #include "backend/cuda/linear.h"
@@ -170,7 +171,7 @@ TEST(CudaVisionOps, LayerNormMatchesCpu) {
     for (DType dt : kOutDtypes) {
       SCOPED_TRACE(std::to_string(c.rows) + "x" + std::to_string(c.cols) + " " + dtype_name(dt));
       const auto out = poisoned(bytes_of(dt, n));
-      ASSERT_TRUE(cuda::layer_norm(out.data(), dt, 0, dx.as<float>(), dw.as<float>(),
+      ASSERT_TRUE(cuda::layer_norm(out.data(), dt, 0, dx.as<float>(), DType::kF32, dw.as<float>(),
                                    c.bias ? db.as<float>() : nullptr, c.rows, c.cols, c.eps,
                                    nullptr)
                       .ok());
@@ -184,9 +185,9 @@ TEST(CudaVisionOps, LayerNormMatchesCpu) {
       for (int64_t extra : {5, 8}) {
         const int64_t stride = c.cols + extra;
         const auto strided = poisoned(bytes_of(dt, c.rows * stride));
-        ASSERT_TRUE(cuda::layer_norm(strided.data(), dt, stride, dx.as<float>(), dw.as<float>(),
-                                     c.bias ? db.as<float>() : nullptr, c.rows, c.cols, c.eps,
-                                     nullptr)
+        ASSERT_TRUE(cuda::layer_norm(strided.data(), dt, stride, dx.as<float>(), DType::kF32,
+                                     dw.as<float>(), c.bias ? db.as<float>() : nullptr, c.rows,
+                                     c.cols, c.eps, nullptr)
                         .ok());
         const auto all = download(strided, dt, static_cast<size_t>(c.rows * stride));
         std::vector<float> rows_only;
@@ -205,20 +206,42 @@ TEST(CudaVisionOps, LayerNormMatchesCpu) {
         }
         EXPECT_EQ(gap_written, 0);
       }
+      if (dt != DType::kF32) {  // 16-bit x of the same dtype (the tower's 16-bit residual stream)
+        std::vector<float> x16 = rounded(dt, x), ref16(static_cast<size_t>(n));
+        std::vector<float> w16 = w, b16 = b;
+        ASSERT_TRUE(cpu::layer_norm(f32_view(ref16.data(), {c.rows, c.cols}),
+                                    f32_view(x16.data(), {c.rows, c.cols}),
+                                    f32_view(w16.data(), {c.cols}),
+                                    c.bias ? f32_view(b16.data(), {c.cols}) : TensorView(), c.eps)
+                        .ok());
+        const auto dx16 = upload_as(dt, x);
+        const auto out16 = poisoned(bytes_of(dt, n));
+        ASSERT_TRUE(cuda::layer_norm(out16.data(), dt, 0, dx16.data(), dt, dw.as<float>(),
+                                     c.bias ? db.as<float>() : nullptr, c.rows, c.cols, c.eps,
+                                     nullptr)
+                        .ok());
+        EXPECT_LE(max_rel_error(download(out16, dt, static_cast<size_t>(n)), ref16), tol);
+        const DType other = dt == DType::kBF16 ? DType::kF16 : DType::kBF16;
+        EXPECT_EQ(cuda::layer_norm(out16.data(), other, 0, dx16.data(), dt, dw.as<float>(), nullptr,
+                                   c.rows, c.cols, c.eps, nullptr)
+                      .code(),
+                  StatusCode::kUnimplemented);
+      }
     }
     // In place (fp32).
     auto inplace = upload(x);
-    ASSERT_TRUE(cuda::layer_norm(inplace.data(), DType::kF32, 0, inplace.as<float>(),
+    ASSERT_TRUE(cuda::layer_norm(inplace.data(), DType::kF32, 0, inplace.as<float>(), DType::kF32,
                                  dw.as<float>(), c.bias ? db.as<float>() : nullptr, c.rows, c.cols,
                                  c.eps, nullptr)
                     .ok());
     EXPECT_LE(max_rel_error(download(inplace, DType::kF32, static_cast<size_t>(n)), ref), 2e-5);
   }
-  EXPECT_FALSE(
-      cuda::layer_norm(nullptr, DType::kF32, 0, nullptr, nullptr, nullptr, 2, 0, 1e-6f, nullptr)
-          .ok());
+  EXPECT_FALSE(cuda::layer_norm(nullptr, DType::kF32, 0, nullptr, DType::kF32, nullptr, nullptr, 2,
+                                0, 1e-6f, nullptr)
+                   .ok());
   EXPECT_FALSE(  // stride < cols
-      cuda::layer_norm(nullptr, DType::kF32, 3, nullptr, nullptr, nullptr, 2, 4, 1e-6f, nullptr)
+      cuda::layer_norm(nullptr, DType::kF32, 3, nullptr, DType::kF32, nullptr, nullptr, 2, 4, 1e-6f,
+                       nullptr)
           .ok());
 #endif
 }
@@ -326,6 +349,35 @@ TEST(CudaVisionOps, AddPositionEmbeddingsIsExact) {
     for (size_t i = 0; i < x.size(); ++i) x[i] += pos[i % static_cast<size_t>(P * C)];
     EXPECT_EQ(download(dx, DType::kF32, x.size()), x);
   }
+#endif
+}
+
+// fp32 -> bf16 / f16 rounds like core/dtype.h (nearest even), and back is exact: the tower's
+// 16-bit residual stream in and its fp32 features out.
+TEST(CudaVisionOps, ConvertDtypeIsExact) {
+  VILA_SKIP_WITHOUT_GPU();
+#ifdef VILA_WITH_CUDA
+  std::mt19937 rng(14);
+  for (const int64_t n : {int64_t{1}, int64_t{1000}, int64_t{4099}}) {
+    const auto x = random_floats(rng, n, 3.0f);
+    const auto dx = upload(x);
+    for (DType dt : kHalfDtypes) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " n " + std::to_string(n));
+      const auto half = poisoned(bytes_of(dt, static_cast<size_t>(n)));
+      ASSERT_TRUE(cuda::convert_dtype(half.data(), dt, dx.data(), DType::kF32, n, nullptr).ok());
+      EXPECT_EQ(download(half, dt, static_cast<size_t>(n)), rounded(dt, x));
+      const auto back = poisoned(bytes_of(DType::kF32, static_cast<size_t>(n)));
+      ASSERT_TRUE(cuda::convert_dtype(back.data(), DType::kF32, half.data(), dt, n, nullptr).ok());
+      EXPECT_EQ(download(back, DType::kF32, static_cast<size_t>(n)), rounded(dt, x));
+    }
+  }
+  const auto buf = poisoned(16);
+  EXPECT_EQ(
+      cuda::convert_dtype(buf.data(), DType::kBF16, buf.data(), DType::kF16, 4, nullptr).code(),
+      StatusCode::kUnimplemented);
+  EXPECT_EQ(
+      cuda::convert_dtype(buf.data(), DType::kF32, buf.data(), DType::kF32, 4, nullptr).code(),
+      StatusCode::kUnimplemented);
 #endif
 }
 

@@ -32,8 +32,7 @@ __global__ void add_f32_kernel(float* __restrict__ x, const float* __restrict__ 
   }
 }
 
-__global__ void add_f32x4_kernel(float4* __restrict__ x, const float4* __restrict__ y,
-                                 int64_t n4) {
+__global__ void add_f32x4_kernel(float4* __restrict__ x, const float4* __restrict__ y, int64_t n4) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4;
        i += int64_t{gridDim.x} * blockDim.x) {
     float4 a = x[i];
@@ -69,6 +68,14 @@ __global__ void f32_to_bf16_kernel(__nv_bfloat16* __restrict__ out, const float*
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
+template <typename O, typename I>
+__global__ void convert_kernel(O* __restrict__ out, const I* __restrict__ x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = from_float<O>(to_float(x[i]));
   }
 }
 
@@ -111,8 +118,8 @@ Status add_inplace_f32(float* x, const float* y, int64_t n, void* stream) {
   if (n == 0) return {};
   const auto s = static_cast<cudaStream_t>(stream);
   if (n % 4 == 0 && aligned16(x) && aligned16(y)) {
-    add_f32x4_kernel<<<grid_for(n / 4), kThreads, 0, s>>>(reinterpret_cast<float4*>(x),
-                                                          reinterpret_cast<const float4*>(y), n / 4);
+    add_f32x4_kernel<<<grid_for(n / 4), kThreads, 0, s>>>(
+        reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), n / 4);
   } else {
     add_f32_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n);
   }
@@ -142,6 +149,31 @@ Status f32_to_bf16(uint16_t* out, const float* x, int64_t n, void* stream) {
       reinterpret_cast<__nv_bfloat16*>(out), x, n);
   VILA_CUDA_CHECK(cudaGetLastError());
   return {};
+}
+
+Status convert_dtype(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n,
+                     void* stream) {
+  if (n < 0) return invalid_argument("convert_dtype: n < 0");
+  const bool to16 = x_dtype == DType::kF32 && out_dtype != DType::kF32;
+  const bool from16 = out_dtype == DType::kF32 && x_dtype != DType::kF32;
+  if (!to16 && !from16) {
+    return unimplemented(std::string("convert_dtype: ") + dtype_name(x_dtype) + " to " +
+                         dtype_name(out_dtype) + " (f32 <-> bf16 / f16)");
+  }
+  if (n == 0) return ok_status();
+  if (out == nullptr || x == nullptr) return invalid_argument("convert_dtype: null pointer");
+  const auto s = static_cast<cudaStream_t>(stream);
+  VILA_DISPATCH_HALF(to16 ? out_dtype : x_dtype, "convert_dtype", {
+    if (to16) {
+      convert_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<T*>(out),
+                                                      static_cast<const float*>(x), n);
+    } else {
+      convert_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<float*>(out),
+                                                      static_cast<const T*>(x), n);
+    }
+  });
+  VILA_CUDA_CHECK(cudaGetLastError());
+  return ok_status();
 }
 
 Status silu_mul_to(void* out, const void* gate_up, int64_t rows, int64_t f, DType dtype,

@@ -2,6 +2,7 @@
 //   add_inplace   x += y                     (the residual add)
 //   silu_mul      out = silu(gate) * up,  silu(g) = g / (1 + exp(-g))
 //   f32_to_bf16   round-to-nearest-even, as core/dtype.h f32_to_bf16 (activations for bf16 GEMMs)
+//   convert_dtype fp32 <-> bf16 / f16 (the vision tower's 16-bit residual stream and features)
 // n elements, device pointers; 16-byte aligned pointers with n % 4 == 0 take 128-bit accesses.
 // stream: cudaStream_t or nullptr.
 #pragma once
@@ -18,6 +19,10 @@ Status add_inplace_f32(float* x, const float* y, int64_t n, void* stream);
 Status silu_mul_f32(float* out, const float* gate, const float* up, int64_t n, void* stream);
 // out: n uint16 bf16 values.
 Status f32_to_bf16(uint16_t* out, const float* x, int64_t n, void* stream);
+// out (n) of out_dtype = x (n) of x_dtype: fp32 to bf16 / f16 (nearest even) or bf16 / f16 to
+// fp32 (exact). Other pairs: Unimplemented.
+Status convert_dtype(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n,
+                     void* stream);
 
 // The prefill SwiGLU of the 16-bit engine: gate_up (rows, 2F) in `dtype` (gate columns first, then
 // up), out (rows, F) in `dtype` = round(silu(g) * u) computed in fp32 — the rounding of gemv.h's

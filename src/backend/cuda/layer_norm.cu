@@ -7,6 +7,7 @@
 //    L1/L2, so DRAM sees one read of x and one write of out.
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/layer_norm.h"
@@ -59,26 +60,38 @@ __device__ __forceinline__ float block_sum(float value, float* scratch) {
   return value;
 }
 
+// Four consecutive values of x as floats (a 16-byte fp32 or 8-byte 16-bit load; the launcher
+// checks the alignment).
+__device__ __forceinline__ float4 load4(const float* x) {
+  return *reinterpret_cast<const float4*>(x);
+}
+template <typename X>
+__device__ __forceinline__ float4 load4(const X* x) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(x);
+  const X* h = reinterpret_cast<const X*>(&raw);
+  return make_float4(to_float(h[0]), to_float(h[1]), to_float(h[2]), to_float(h[3]));
+}
+
 // ---- kernels ----
 
-// x (rows, cols) fp32 -> out (rows, cols) T; blockIdx.x = row.
-template <typename T>
-__global__ void layer_norm_kernel(T* out, int64_t out_stride, const float* x,
+// x (rows, cols) X -> out (rows, cols) T; blockIdx.x = row.
+template <typename T, typename X>
+__global__ void layer_norm_kernel(T* out, int64_t out_stride, const X* x,
                                   const float* __restrict__ weight, const float* __restrict__ bias,
                                   int64_t cols, float eps) {
   __shared__ float scratch[kThreads / kWarp];
   const int64_t row = blockIdx.x;
-  const float* xr = x + row * cols;
+  const X* xr = x + row * cols;
   T* outr = out + row * out_stride;
   const float inv_cols = 1.0f / static_cast<float>(cols);
 
   float sum = 0.0f;
-  for (int64_t c = threadIdx.x; c < cols; c += kThreads) sum += xr[c];
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) sum += to_float(xr[c]);
   const float mean = block_sum(sum, scratch) * inv_cols;
 
   float sum_sq = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
-    const float d = xr[c] - mean;
+    const float d = to_float(xr[c]) - mean;
     sum_sq += d * d;
   }
   const float variance = block_sum(sum_sq, scratch) * inv_cols;
@@ -86,29 +99,29 @@ __global__ void layer_norm_kernel(T* out, int64_t out_stride, const float* x,
 
   // Each thread reads x[c] before it writes out[c]: in place (out == x, fp32) is safe.
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
-    const float y = (xr[c] - mean) * inv_std * weight[c];
+    const float y = (to_float(xr[c]) - mean) * inv_std * weight[c];
     outr[c] = from_float<T>(bias != nullptr ? y + bias[c] : y);
   }
 }
 
-// x (rows, cols) fp32 -> out (rows, cols) T; warp w of block b handles row b * kRowsPerBlock + w.
-// cols % 4 == 0, cols <= kWarpMaxCols; lane l holds float4s l, l + 32, ... of the row.
-template <typename T>
-__global__ void layer_norm_warp_kernel(T* out, int64_t out_stride, const float* x,
+// x (rows, cols) X -> out (rows, cols) T; warp w of block b handles row b * kRowsPerBlock + w.
+// cols % 4 == 0, cols <= kWarpMaxCols; lane l holds 4-value groups l, l + 32, ... of the row.
+template <typename T, typename X>
+__global__ void layer_norm_warp_kernel(T* out, int64_t out_stride, const X* x,
                                        const float* __restrict__ weight,
                                        const float* __restrict__ bias, int64_t rows, int cols,
                                        float eps) {
   const int lane = threadIdx.x % kWarp;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   if (row >= rows) return;
-  const float4* xr = reinterpret_cast<const float4*>(x + row * cols);
+  const X* xr = x + row * cols;
   const int vecs = cols / kVec;
   float4 v[kWarpMaxVecs];
   float sum = 0.0f;
 #pragma unroll
   for (int i = 0; i < kWarpMaxVecs; ++i) {
     const int at = i * kWarp + lane;
-    v[i] = at < vecs ? xr[at] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    v[i] = at < vecs ? load4(xr + at * kVec) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     sum += (v[i].x + v[i].y) + (v[i].z + v[i].w);
   }
   const float inv_cols = 1.0f / static_cast<float>(cols);
@@ -143,7 +156,7 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 
 // ---- launchers ----
 
-Status layer_norm(void* out, DType out_dtype, int64_t out_row_stride, const float* x,
+Status layer_norm(void* out, DType out_dtype, int64_t out_row_stride, const void* x, DType x_dtype,
                   const float* weight, const float* bias, int64_t rows, int64_t cols, float eps,
                   void* stream) {
   const int64_t stride = out_row_stride == 0 ? cols : out_row_stride;
@@ -155,41 +168,45 @@ Status layer_norm(void* out, DType out_dtype, int64_t out_row_stride, const floa
   if (rows > kMaxGridX) {
     return invalid_argument("layer_norm: " + std::to_string(rows) + " rows exceed the grid limit");
   }
+  if (x_dtype != DType::kF32 && (x_dtype != out_dtype || out_dtype == DType::kF32)) {
+    return unimplemented(std::string("layer_norm: ") + dtype_name(x_dtype) + " x with " +
+                         dtype_name(out_dtype) + " out (x is f32 or of the 16-bit out dtype)");
+  }
   if (rows == 0) return ok_status();
   if (out == nullptr || x == nullptr || weight == nullptr) {
     return invalid_argument("layer_norm: null out, x or weight");
   }
-  if ((out_dtype != DType::kF32 || stride != cols) && out == static_cast<const void*>(x)) {
+  if ((out_dtype != DType::kF32 || stride != cols) && out == x) {
     return invalid_argument("layer_norm: a 16-bit or strided out must not alias x");
   }
   const auto s = static_cast<cudaStream_t>(stream);
   const int64_t es = out_dtype == DType::kF32 ? 4 : 2;
+  const int64_t xs = x_dtype == DType::kF32 ? 4 : 2;
   const bool warp_path = cols % kVec == 0 && cols <= kWarpMaxCols && stride % kVec == 0 &&
-                         aligned(x, 16) && aligned(weight, 16) &&
+                         aligned(x, kVec * xs) && aligned(weight, 16) &&
                          (bias == nullptr || aligned(bias, 16)) && aligned(out, kVec * es);
-  if (warp_path) {
-    const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-    const int c = static_cast<int>(cols);
-    if (out_dtype == DType::kF32) {
-      layer_norm_warp_kernel<float><<<blocks, kRowsPerBlock * kWarp, 0, s>>>(
-          static_cast<float*>(out), stride, x, weight, bias, rows, c, eps);
+  // One of the two kernels for out of type T and x of type X.
+  const auto launch = [&](auto* typed_out, const auto* typed_x) {
+    using T = std::remove_pointer_t<decltype(typed_out)>;
+    using X = std::remove_const_t<std::remove_pointer_t<decltype(typed_x)>>;
+    if (warp_path) {
+      const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+      layer_norm_warp_kernel<T, X><<<blocks, kRowsPerBlock * kWarp, 0, s>>>(
+          typed_out, stride, typed_x, weight, bias, rows, static_cast<int>(cols), eps);
     } else {
-      VILA_DISPATCH_HALF(out_dtype, "layer_norm", {
-        layer_norm_warp_kernel<T><<<blocks, kRowsPerBlock * kWarp, 0, s>>>(
-            static_cast<T*>(out), stride, x, weight, bias, rows, c, eps);
-      });
+      layer_norm_kernel<T, X><<<static_cast<unsigned>(rows), kThreads, 0, s>>>(
+          typed_out, stride, typed_x, weight, bias, cols, eps);
     }
-    VILA_CUDA_CHECK(cudaGetLastError());
-    return ok_status();
-  }
-  const auto grid = static_cast<unsigned>(rows);
+  };
   if (out_dtype == DType::kF32) {
-    layer_norm_kernel<float>
-        <<<grid, kThreads, 0, s>>>(static_cast<float*>(out), stride, x, weight, bias, cols, eps);
+    launch(static_cast<float*>(out), static_cast<const float*>(x));
   } else {
     VILA_DISPATCH_HALF(out_dtype, "layer_norm", {
-      layer_norm_kernel<T>
-          <<<grid, kThreads, 0, s>>>(static_cast<T*>(out), stride, x, weight, bias, cols, eps);
+      if (x_dtype == DType::kF32) {
+        launch(static_cast<T*>(out), static_cast<const float*>(x));
+      } else {
+        launch(static_cast<T*>(out), static_cast<const T*>(x));
+      }
     });
   }
   VILA_CUDA_CHECK(cudaGetLastError());
