@@ -7,8 +7,8 @@ import pathlib
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "src/backend/cuda/wgmma_gen.cuh"
 TYPES = [("__nv_bfloat16", "bf16"), ("__half", "f16")]
-SS_N = [64, 128]  # S = Q Kᵀ: A and B from shared memory, both K-major
-RS_N = [72]       # O += P V: A (P) from registers, B (V) from shared memory, N-major
+SS_N = [64]  # S = Q Kᵀ: A and B from shared memory, both K-major
+RS_N = [72, 128]  # O += P V: A (P) from registers, B (V) from shared memory, N-major
 
 
 def regs(first, count):

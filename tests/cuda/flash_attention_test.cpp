@@ -174,7 +174,9 @@ TEST(FlashAttentionCuda, PagedPrefillMatchesCpu) {
         PrefillCase{{100, 1, 64}, {300, 65, 64}, 14, 2, 128, kB},
         PrefillCase{{130, 5}, {200, 1000}, 4, 2, 16, kH},
         PrefillCase{{33, 128}, {97, 128}, 6, 3, 96, kB}, PrefillCase{{200}, {263}, 2, 1, 72, kH},
-        PrefillCase{{65, 7, 1}, {65, 70, 1}, 7, 1, 32, kB}}) {
+        PrefillCase{{65, 7, 1}, {65, 70, 1}, 7, 1, 32, kB},
+        PrefillCase{{700}, {700}, 4, 2, 128, kB}, PrefillCase{{400, 3}, {400, 200}, 7, 1, 128, kH},
+        PrefillCase{{1, 190}, {129, 193}, 2, 2, 128, kB}}) {
     const int batch = static_cast<int>(cs.q_len.size());
     // q rows as in a fused QKV activation: stride (H + 2 Hkv) D, the tail poisoned.
     const int64_t q_stride = static_cast<int64_t>(cs.h + 2 * cs.hkv) * cs.d;
@@ -216,26 +218,45 @@ TEST(FlashAttentionCuda, PagedPrefillMatchesCpu) {
     args.n_head = cs.h;
     args.scale = scale;
     args.dtype = cs.dtype;
-    const Status st = cuda::flash_attention_paged(args, nullptr);
-    ASSERT_TRUE(st.ok()) << st.to_string();
-    const std::vector<uint16_t> got_bits = download16(dout, total_q * out_stride);
+    std::vector<std::vector<float>> refs;
+    refs.reserve(batch);
     for (int b = 0; b < batch; ++b) {
-      const std::vector<float> ref =
-          reference(qs[b].values, ks[b].values, vs[b].values, cs.q_len[b], cs.kv_len[b], cs.h,
-                    cs.hkv, cs.d, /*causal=*/true, scale);
-      std::vector<uint16_t> rows(ref.size());
-      for (int i = 0; i < cs.q_len[b]; ++i) {
-        const auto src = got_bits.begin() + (q_start[b] + i) * out_stride;
-        std::copy_n(src, row, rows.begin() + i * row);
-        for (int64_t c = row; c < out_stride; ++c) {
-          ASSERT_EQ(src[c], kPoison16) << "wrote past the head columns";
-        }
+      refs.push_back(reference(qs[b].values, ks[b].values, vs[b].values, cs.q_len[b], cs.kv_len[b],
+                               cs.h, cs.hkv, cs.d, /*causal=*/true, scale));
+    }
+    // Both forward kernels where the Hopper one applies (the LLM's head dim).
+    std::vector<cuda::FlashKernel> kernels = {cuda::FlashKernel::kMma};
+    if (cs.d == 128) {
+      kernels.push_back(cuda::FlashKernel::kWgmma);
+    }
+    for (const cuda::FlashKernel kernel : kernels) {
+      args.kernel = kernel;
+      const char* name = kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
+      const std::vector<uint16_t> poison(total_q * out_stride, kPoison16);
+      ASSERT_TRUE(
+          cuda::copy_to_device(dout.data(), poison.data(), poison.size() * 2, nullptr).ok());
+      const Status st = cuda::flash_attention_paged(args, nullptr);
+      if (kernel == cuda::FlashKernel::kWgmma && st.code() == StatusCode::kUnimplemented) {
+        std::printf("[flash] paged prefill: no wgmma kernel here (%s)\n", st.to_string().c_str());
+        continue;
       }
-      const double err = max_rel_error(to_f32(rows, cs.dtype), ref);
-      worst = std::max(worst, err);
-      EXPECT_LE(err, kTolerance) << "seq " << b << " of case D " << cs.d << " H " << cs.h << " Hkv "
-                                 << cs.hkv << " q_len " << cs.q_len[b] << " kv_len "
-                                 << cs.kv_len[b];
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      const std::vector<uint16_t> got_bits = download16(dout, total_q * out_stride);
+      for (int b = 0; b < batch; ++b) {
+        std::vector<uint16_t> rows(refs[b].size());
+        for (int i = 0; i < cs.q_len[b]; ++i) {
+          const auto src = got_bits.begin() + (q_start[b] + i) * out_stride;
+          std::copy_n(src, row, rows.begin() + i * row);
+          for (int64_t c = row; c < out_stride; ++c) {
+            ASSERT_EQ(src[c], kPoison16) << name << " wrote past the head columns";
+          }
+        }
+        const double err = max_rel_error(to_f32(rows, cs.dtype), refs[b]);
+        worst = std::max(worst, err);
+        EXPECT_LE(err, kTolerance)
+            << name << " seq " << b << " of case D " << cs.d << " H " << cs.h << " Hkv " << cs.hkv
+            << " q_len " << cs.q_len[b] << " kv_len " << cs.kv_len[b];
+      }
     }
   }
   std::printf("[flash] paged prefill: max rel err %.3g\n", worst);
@@ -533,6 +554,9 @@ TEST(FlashAttentionCuda, BadArgumentsReturnErrors) {
   paged.scale = 0.1f;
   EXPECT_EQ(cuda::flash_attention_paged(paged, nullptr).code(), StatusCode::kUnimplemented);
   paged.kv.head_dim = 64;
+  paged.kernel = cuda::FlashKernel::kWgmma;  // head_dim 64: only the mma.sync kernel has it
+  EXPECT_EQ(cuda::flash_attention_paged(paged, nullptr).code(), StatusCode::kUnimplemented);
+  paged.kernel = cuda::FlashKernel::kAuto;
   paged.batch = 0;
   EXPECT_EQ(cuda::flash_attention_paged(paged, nullptr).code(), StatusCode::kInvalidArgument);
   paged.batch = 1;
@@ -644,9 +668,16 @@ TEST(FlashAttentionCuda, Timing) {
     a.max_q_len = s;
     a.n_head = h;
     a.scale = 1.0f / std::sqrt(128.0f);
-    const double ms = time_ms(cs, 10, [&] { return cuda::flash_attention_paged(a, cs); });
-    std::printf("[flash] paged causal prefill S=%d H=%d/%d D=%d: %.3f ms, %.1f TFLOP/s\n", s, h,
-                hkv, d, ms, 2.0 * s * s * h * d / (ms * 1e9));
+    for (const cuda::FlashKernel kernel : {cuda::FlashKernel::kMma, cuda::FlashKernel::kWgmma}) {
+      a.kernel = kernel;
+      if (!cuda::flash_attention_paged(a, cs).ok()) {
+        continue;  // no wgmma kernel here
+      }
+      const double ms = time_ms(cs, 10, [&] { return cuda::flash_attention_paged(a, cs); });
+      std::printf("[flash] paged causal prefill %s S=%d H=%d/%d D=%d: %.3f ms, %.1f TFLOP/s\n",
+                  kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma", s, h, hkv, d, ms,
+                  2.0 * s * s * h * d / (ms * 1e9));
+    }
   }
   for (const auto& [batch, kv_len] :
        {std::pair{1, 4096}, std::pair{1, 32768}, std::pair{8, 4096}, std::pair{1, 512}}) {

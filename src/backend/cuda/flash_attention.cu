@@ -23,15 +23,20 @@
 #include "backend/cuda/flash_attention.h"
 #include "backend/cuda/flash_attention_wgmma.h"
 #include "backend/cuda/flash_mma.cuh"
+#include "backend/cuda/flash_params.cuh"
 
 namespace vila::cuda {
 
 namespace {
 
+using flash::DenseLoader;
+using flash::FwdParams;
 using flash::kMmaK;
 using flash::kMmaM;
 using flash::kMmaN;
 using flash::kSmemPad;
+using flash::PagedLoader;
+using flash::SeqInfo;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
@@ -44,89 +49,6 @@ constexpr int kMaxGridYZ = 65535;
 constexpr int64_t kMaxRowStride = int64_t{1} << 23;  // tile offsets (128 rows) stay in int32
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-
-// Everything a forward block needs; the loader decides which fields it reads.
-struct FwdParams {
-  void* out = nullptr;
-  int64_t out_stride = 0;
-  const void* q = nullptr;
-  int64_t q_stride = 0;
-  const void* k = nullptr;  // dense: row 0 of K; paged: the K page pool
-  const void* v = nullptr;
-  int64_t k_stride = 0;  // dense only (paged rows are head_dim apart)
-  int64_t v_stride = 0;
-  const int32_t* block_table = nullptr;  // paged
-  int max_pages = 0;
-  const int32_t* q_start = nullptr;  // paged
-  const int32_t* kv_len = nullptr;   // paged
-  int seq = 0;                       // dense
-  int n_head = 0;
-  int n_head_kv = 0;
-  int group = 1;  // n_head / n_head_kv
-  int head_dim = 0;
-  bool causal = true;
-  float scale_log2 = 0.0f;  // scale · log2 e
-  float* lse = nullptr;     // dense, optional: (rows, n_head) natural log-sum-exp
-};
-
-// Sequence b: its first query row in q / out, its query count and its key count.
-struct SeqInfo {
-  int64_t q_row0;
-  int q_len;
-  int kv_len;
-};
-
-// K/V from the paged cache: tile j of (sequence b, KV head hk) is page block_table[b][j], rows
-// head_dim apart. kv_len is clamped to the pages the table can name.
-struct PagedLoader {
-  static constexpr bool kWritesLse = false;
-  __device__ static SeqInfo sequence(const FwdParams& p, int b) {
-    const int q0 = p.q_start[b];
-    const int kv = min(p.kv_len[b], p.max_pages * kKvPageSize);
-    return {q0, p.q_start[b + 1] - q0, max(kv, 0)};
-  }
-  template <typename T, int kBlockN>
-  __device__ static const T* k_tile(const FwdParams& p, int b, int hk, int j) {
-    static_assert(kBlockN == kKvPageSize, "a K/V tile is one page");
-    return page_rows<T>(p.k, p, b, hk, j);
-  }
-  template <typename T, int kBlockN>
-  __device__ static const T* v_tile(const FwdParams& p, int b, int hk, int j) {
-    static_assert(kBlockN == kKvPageSize, "a K/V tile is one page");
-    return page_rows<T>(p.v, p, b, hk, j);
-  }
-  __device__ static int64_t k_stride(const FwdParams& p) { return p.head_dim; }
-  __device__ static int64_t v_stride(const FwdParams& p) { return p.head_dim; }
-  template <typename T>
-  __device__ static const T* page_rows(const void* pool, const FwdParams& p, int b, int hk, int j) {
-    const int64_t page = p.block_table[static_cast<int64_t>(b) * p.max_pages + j];
-    return static_cast<const T*>(pool) + (page * p.n_head_kv + hk) * kKvPageSize * p.head_dim;
-  }
-};
-
-// K/V as strided rows: sequence b owns rows b*seq .. b*seq+seq-1 of q, k, v and out.
-struct DenseLoader {
-  static constexpr bool kWritesLse = true;  // when FwdParams::lse is set
-  __device__ static SeqInfo sequence(const FwdParams& p, int b) {
-    return {static_cast<int64_t>(b) * p.seq, p.seq, p.seq};
-  }
-  template <typename T, int kBlockN>
-  __device__ static const T* k_tile(const FwdParams& p, int b, int hk, int j) {
-    return strided_rows<T>(p.k, p.k_stride, p, b, hk, int64_t{j} * kBlockN);
-  }
-  template <typename T, int kBlockN>
-  __device__ static const T* v_tile(const FwdParams& p, int b, int hk, int j) {
-    return strided_rows<T>(p.v, p.v_stride, p, b, hk, int64_t{j} * kBlockN);
-  }
-  __device__ static int64_t k_stride(const FwdParams& p) { return p.k_stride; }
-  __device__ static int64_t v_stride(const FwdParams& p) { return p.v_stride; }
-  template <typename T>
-  __device__ static const T* strided_rows(const void* base, int64_t stride, const FwdParams& p,
-                                          int b, int hk, int64_t key0) {
-    const int64_t row = static_cast<int64_t>(b) * p.seq + key0;
-    return static_cast<const T*>(base) + row * stride + static_cast<int64_t>(hk) * p.head_dim;
-  }
-};
 
 // ---- kernel ----
 // Compile-time shape of a forward instance. kD: the shared-memory (padded) head dim, a multiple of
@@ -375,13 +297,13 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) flash_fwd_kernel(co
 }
 
 // ---- launchers ----
-// VILA_FLASH_KERNEL=mma: FlashKernel::kAuto means kMma (read once).
-bool mma_forced_by_env() {
-  static const bool forced = [] {
+// Whether to try the wgmma kernel: asked for, or kAuto unless VILA_FLASH_KERNEL=mma (read once).
+bool use_wgmma(FlashKernel kernel) {
+  static const bool mma_forced = [] {
     const char* env = std::getenv("VILA_FLASH_KERNEL");
     return env != nullptr && std::string(env) == "mma";
   }();
-  return forced;
+  return kernel == FlashKernel::kWgmma || (kernel == FlashKernel::kAuto && !mma_forced);
 }
 
 bool aligned16(const void* ptr) {
@@ -486,6 +408,13 @@ Status flash_attention_paged(const PagedPrefillArgs& args, void* stream) {
     return invalid_argument(std::string(kOp) + ": K and V pools must be 16-byte aligned");
   }
   if (args.max_q_len == 0) return {};
+  if (use_wgmma(args.kernel) && flash_wgmma_supports(args)) {
+    return flash_attention_paged_wgmma(args, stream);
+  }
+  if (args.kernel == FlashKernel::kWgmma) {
+    return unimplemented(std::string(kOp) + ": the wgmma kernel needs head_dim 128 and an sm_90 " +
+                         "GPU in an sm_90a build");
+  }
   FwdParams p;
   p.out = args.out;
   p.out_stride = args.out_row_stride;
@@ -526,9 +455,7 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream) {
     return invalid_argument(std::string(kOp) + ": seq " + std::to_string(args.seq));
   }
   if (args.seq == 0) return {};
-  const bool want_wgmma = args.kernel == FlashKernel::kWgmma ||
-                          (args.kernel == FlashKernel::kAuto && !mma_forced_by_env());
-  if (want_wgmma && flash_wgmma_supports(args)) {
+  if (use_wgmma(args.kernel) && flash_wgmma_supports(args)) {
     return flash_attention_dense_wgmma(args, stream);
   }
   if (args.kernel == FlashKernel::kWgmma) {

@@ -23,6 +23,13 @@
 
 namespace vila::cuda {
 
+// Which forward kernel flash_attention_dense / flash_attention_paged run: kAuto the Hopper
+// warpgroup-MMA kernel where it applies (an sm_90 GPU in an sm_90a build; dense: non-causal,
+// head_dim 72, no lse; paged: head_dim 128; see flash_attention_wgmma.h) and the mma.sync kernel
+// elsewhere; kMma always the mma.sync kernel; kWgmma the wgmma kernel or Unimplemented.
+// VILA_FLASH_KERNEL=mma in the environment turns kAuto into kMma (an A/B switch for benchmarks).
+enum class FlashKernel { kAuto, kMma, kWgmma };
+
 // Sequence b owns query rows q_start[b] .. q_start[b+1]-1 of q (q_len = their count); they sit at
 // positions kv_len[b] - q_len .. kv_len[b] - 1, and keys 0 .. kv_len[b]-1 are in kv (the new
 // keys already appended). Causal: the query at position p sees keys 0..p.
@@ -42,15 +49,9 @@ struct PagedPrefillArgs {
   int n_head = 0;
   float scale = 0.0f;
   DType dtype = DType::kBF16;
+  FlashKernel kernel = FlashKernel::kAuto;
 };
 Status flash_attention_paged(const PagedPrefillArgs& args, void* stream);
-
-// Which forward kernel flash_attention_dense runs: kAuto the Hopper warpgroup-MMA kernel where it
-// applies (non-causal, head_dim 72, no lse, an sm_90 GPU in an sm_90a build; see
-// flash_attention_wgmma.h) and the mma.sync kernel elsewhere; kMma always the mma.sync kernel;
-// kWgmma the wgmma kernel or Unimplemented. VILA_FLASH_KERNEL=mma in the environment turns kAuto
-// into kMma (an A/B switch for benchmarks).
-enum class FlashKernel { kAuto, kMma, kWgmma };
 
 // batch independent sequences of seq rows each: row (b*seq + s) of q holds n_head*head_dim values
 // at q_row_stride (k, v: n_head_kv*head_dim values at their strides; out like q). lse (optional,

@@ -1,16 +1,19 @@
-// The Hopper path of flash_attention_dense (flash_attention.h): the same attention on warpgroup
-// MMAs (wgmma) instead of mma.sync, for SigLIP's shape: full (non-causal) attention, head_dim 72,
-// bf16 / f16, no log-sum-exp output. Internal to the CUDA backend; flash_attention_dense picks it.
+// The Hopper paths of flash_attention_dense and flash_attention_paged (flash_attention.h): the
+// same attention on warpgroup MMAs (wgmma) instead of mma.sync, for SigLIP's dense attention
+// (non-causal, head_dim 72, no log-sum-exp output) and the LLM's paged causal prefill (head_dim
+// 128). bf16 / f16. Internal to the CUDA backend; the two entry points pick them.
 #pragma once
 
 #include "backend/cuda/flash_attention.h"
 
 namespace vila::cuda {
 
-// Whether flash_attention_dense_wgmma can run args: the shape is one it implements, the build
-// has the sm_90a kernels and the current device is a compute-capability 9.x GPU.
+// Whether the wgmma kernel can run args: the shape is one it implements, the build has the
+// sm_90a kernels and the current device is a compute-capability 9.x GPU.
 bool flash_wgmma_supports(const DenseAttentionArgs& args);
-// args already checked by flash_attention_dense; flash_wgmma_supports(args) must hold.
+bool flash_wgmma_supports(const PagedPrefillArgs& args);
+// args already checked by the public entry point; flash_wgmma_supports(args) must hold.
 Status flash_attention_dense_wgmma(const DenseAttentionArgs& args, void* stream);
+Status flash_attention_paged_wgmma(const PagedPrefillArgs& args, void* stream);
 
 }  // namespace vila::cuda

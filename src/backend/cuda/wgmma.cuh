@@ -92,12 +92,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 
 // d (64 x N) (+)= A · B, A (64 x 16) and B (16 x N) both K-major in shared memory; accumulate 0
-// overwrites d. N ∈ {64, 128}; T is __nv_bfloat16 or __half.
+// overwrites d. N = 64; T is __nv_bfloat16 or __half.
 template <typename T, int N>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b,
                                          int accumulate);
 // d (64 x N) (+)= A · B, A (64 x 16) from registers (the warp's m16n8k16 A fragment), B (16 x N)
-// MN-major ("transposed") in shared memory. N = 72.
+// MN-major ("transposed") in shared memory. N ∈ {72, 128}.
 template <typename T, int N>
 __device__ __forceinline__ void wgmma_rs_tn(float (&d)[N / 8][4], const uint32_t (&a)[4],
                                             uint64_t desc_b, int accumulate);
