@@ -408,10 +408,8 @@ Status flash_attention_paged(const PagedPrefillArgs& args, void* stream) {
     return invalid_argument(std::string(kOp) + ": K and V pools must be 16-byte aligned");
   }
   if (args.max_q_len == 0) return {};
-  if (use_wgmma(args.kernel) && flash_wgmma_supports(args)) {
-    return flash_attention_paged_wgmma(args, stream);
-  }
-  if (args.kernel == FlashKernel::kWgmma) {
+  const bool wgmma = use_wgmma(args.kernel) && flash_wgmma_supports(args);
+  if (args.kernel == FlashKernel::kWgmma && !wgmma) {
     return unimplemented(std::string(kOp) + ": the wgmma kernel needs head_dim 128 and an sm_90 " +
                          "GPU in an sm_90a build");
   }
@@ -432,6 +430,7 @@ Status flash_attention_paged(const PagedPrefillArgs& args, void* stream) {
   p.head_dim = kv.head_dim;
   p.causal = true;
   p.scale_log2 = args.scale * kLog2e;
+  if (wgmma) return flash_attention_paged_wgmma(p, args.dtype, args.max_q_len, args.batch, stream);
   return dispatch_fwd<PagedLoader>(kOp, p, args.dtype, ceil_div(args.max_q_len, kBlockM),
                                    args.batch, stream);
 }
@@ -455,10 +454,8 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream) {
     return invalid_argument(std::string(kOp) + ": seq " + std::to_string(args.seq));
   }
   if (args.seq == 0) return {};
-  if (use_wgmma(args.kernel) && flash_wgmma_supports(args)) {
-    return flash_attention_dense_wgmma(args, stream);
-  }
-  if (args.kernel == FlashKernel::kWgmma) {
+  const bool wgmma = use_wgmma(args.kernel) && flash_wgmma_supports(args);
+  if (args.kernel == FlashKernel::kWgmma && !wgmma) {
     return unimplemented(std::string(kOp) + ": the wgmma kernel needs head_dim 72, no causal " +
                          "mask, no lse and an sm_90 GPU in an sm_90a build");
   }
@@ -479,6 +476,7 @@ Status flash_attention_dense(const DenseAttentionArgs& args, void* stream) {
   p.causal = args.causal;
   p.scale_log2 = args.scale * kLog2e;
   p.lse = args.lse;
+  if (wgmma) return flash_attention_dense_wgmma(p, args.dtype, args.batch, stream);
   return dispatch_fwd<DenseLoader>(kOp, p, args.dtype, ceil_div(args.seq, kBlockM), args.batch,
                                    stream);
 }

@@ -56,7 +56,6 @@ using flash::SeqInfo;
 constexpr int kBlockN = 64;           // keys per K / V tile (the KV page size)
 constexpr int kAhead = 2;             // tiles being loaded ahead of the one computed
 constexpr uint32_t kCoreBytes = 128;  // one 8x8 core matrix of 16-bit elements
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kBlockN == kKvPageSize, "a paged K/V tile is one page");
 
 // The compile-time shape of an instance: the head dim, warpgroups per block and K/V stages (as
@@ -107,9 +106,10 @@ __device__ __forceinline__ void load_rows(T* smem, const T* src, int stride, int
 }
 
 // Grid (query blocks, n_head, batch), Sh::kThreads threads; blockIdx.x counts query blocks from
-// the last one, so the longest causal blocks start first. Shared memory: Q (kBlockM rows), then
+// the last one, so the longest causal blocks start first. kCausal (p.causal is not read): the
+// query at position i sees keys 0..i. Shared memory: Q (kBlockM rows), then
 // kStages stages of a K tile and a V tile (kBlockN rows each), all in the core-matrix layout.
-template <typename T, class Sh, typename Loader>
+template <typename T, class Sh, typename Loader, bool kCausal>
 __global__ void __launch_bounds__(Sh::kThreads, 1) flash_wgmma_kernel(const FwdParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the body exists in sm_90a code only
   constexpr int kStages = Sh::kStages;
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(Sh::kThreads, 1) flash_wgmma_kernel(const FwdP
   const int pos_offset = seq.kv_len - seq.q_len;  // position of query row 0
   // Keys this block reads: all of them, or up to the position of its last row when causal.
   int kv_end = seq.kv_len;
-  if (p.causal) kv_end = min(kv_end, pos_offset + min(m0 + kBlockM, seq.q_len));
+  if (kCausal) kv_end = min(kv_end, pos_offset + min(m0 + kBlockM, seq.q_len));
   const int n_tiles = kv_end > 0 ? (kv_end + kBlockN - 1) / kBlockN : 0;
   const int wg_pos0 = pos_offset + m0 + wg * 64;  // position of this warpgroup's first row
   if (tid == 0) {
@@ -201,14 +201,14 @@ __global__ void __launch_bounds__(Sh::kThreads, 1) flash_wgmma_kernel(const FwdP
   // causal, past each row's position masked; corr is the factor o must be rescaled by.
   const auto softmax = [&](float(&s)[kBlockN / 8][4], int j, float(&corr)[2]) {
     const int key0 = j * kBlockN;
-    if (key0 + kBlockN > seq.kv_len || (p.causal && key0 + kBlockN - 1 > wg_pos0)) {
+    if (key0 + kBlockN > seq.kv_len || (kCausal && key0 + kBlockN - 1 > wg_pos0)) {
 #pragma unroll
       for (int n = 0; n < kBlockN / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = key0 + n * 8 + 2 * quad_lane + e % 2;
           const int pos = wg_pos0 + warp * 16 + lane / 4 + e / 2 * 8;
-          if (key >= seq.kv_len || (p.causal && key > pos)) s[n][e] = -INFINITY;
+          if (key >= seq.kv_len || (kCausal && key > pos)) s[n][e] = -INFINITY;
         }
       }
     }
@@ -277,9 +277,9 @@ __global__ void __launch_bounds__(Sh::kThreads, 1) flash_wgmma_kernel(const FwdP
 #endif
 }
 
-template <typename T, class Sh, typename Loader>
+template <typename T, class Sh, typename Loader, bool kCausal>
 Status launch(const FwdParams& p, int query_blocks, int batch, cudaStream_t stream) {
-  const auto kernel = flash_wgmma_kernel<T, Sh, Loader>;
+  const auto kernel = flash_wgmma_kernel<T, Sh, Loader, kCausal>;
   VILA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Sh::kSmemBytes));
   const dim3 grid(static_cast<unsigned>(query_blocks), static_cast<unsigned>(p.n_head),
@@ -307,23 +307,6 @@ bool wgmma_built() {
 #endif
 }
 
-// The fields both entry points share.
-FwdParams common_params(void* out, int64_t out_stride, const void* q, int64_t q_stride, int n_head,
-                        int n_head_kv, int head_dim, bool causal, float scale) {
-  FwdParams p;
-  p.out = out;
-  p.out_stride = out_stride;
-  p.q = q;
-  p.q_stride = q_stride;
-  p.n_head = n_head;
-  p.n_head_kv = n_head_kv;
-  p.group = n_head / n_head_kv;
-  p.head_dim = head_dim;
-  p.causal = causal;
-  p.scale_log2 = scale * kLog2e;
-  return p;
-}
-
 }  // namespace
 
 bool flash_wgmma_supports(const DenseAttentionArgs& args) {
@@ -336,34 +319,19 @@ bool flash_wgmma_supports(const PagedPrefillArgs& args) {
   return wgmma_built() && args.kv.head_dim == LlmShape::kHeadDim && device_is_hopper();
 }
 
-Status flash_attention_dense_wgmma(const DenseAttentionArgs& args, void* stream) {
-  FwdParams p = common_params(args.out, args.out_row_stride, args.q, args.q_row_stride, args.n_head,
-                              args.n_head_kv, args.head_dim, false, args.scale);
-  p.k = args.k;
-  p.v = args.v;
-  p.k_stride = args.k_row_stride;
-  p.v_stride = args.v_row_stride;
-  p.seq = args.seq;
+Status flash_attention_dense_wgmma(const FwdParams& p, DType dtype, int batch, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
-  const int blocks = ceil_div(args.seq, SiglipShape::kBlockM);
-  VILA_DISPATCH_HALF(args.dtype, "flash_attention_dense_wgmma",
-                     { return launch<T, SiglipShape, DenseLoader>(p, blocks, args.batch, s); });
+  const int blocks = ceil_div(p.seq, SiglipShape::kBlockM);
+  VILA_DISPATCH_HALF(dtype, "flash_attention_dense_wgmma",
+                     { return launch<T, SiglipShape, DenseLoader, false>(p, blocks, batch, s); });
 }
 
-Status flash_attention_paged_wgmma(const PagedPrefillArgs& args, void* stream) {
-  const PagedKv& kv = args.kv;
-  FwdParams p = common_params(args.out, args.out_row_stride, args.q, args.q_row_stride, args.n_head,
-                              kv.n_head_kv, kv.head_dim, true, args.scale);
-  p.k = kv.k;
-  p.v = kv.v;
-  p.block_table = kv.block_table;
-  p.max_pages = kv.max_pages;
-  p.q_start = args.q_start;
-  p.kv_len = args.kv_len;
+Status flash_attention_paged_wgmma(const FwdParams& p, DType dtype, int max_q_len, int batch,
+                                   void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
-  const int blocks = ceil_div(args.max_q_len, LlmShape::kBlockM);
-  VILA_DISPATCH_HALF(args.dtype, "flash_attention_paged_wgmma",
-                     { return launch<T, LlmShape, PagedLoader>(p, blocks, args.batch, s); });
+  const int blocks = ceil_div(max_q_len, LlmShape::kBlockM);
+  VILA_DISPATCH_HALF(dtype, "flash_attention_paged_wgmma",
+                     { return launch<T, LlmShape, PagedLoader, true>(p, blocks, batch, s); });
 }
 
 }  // namespace vila::cuda
