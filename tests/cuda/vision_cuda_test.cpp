@@ -207,8 +207,10 @@ TEST(CudaVisionOps, LayerNormMatchesCpu) {
         EXPECT_EQ(gap_written, 0);
       }
       if (dt != DType::kF32) {  // 16-bit x of the same dtype (the tower's 16-bit residual stream)
-        std::vector<float> x16 = rounded(dt, x), ref16(static_cast<size_t>(n));
-        std::vector<float> w16 = w, b16 = b;
+        std::vector<float> x16 = rounded(dt, x);
+        std::vector<float> ref16(static_cast<size_t>(n));
+        std::vector<float> w16 = w;
+        std::vector<float> b16 = b;
         ASSERT_TRUE(cpu::layer_norm(f32_view(ref16.data(), {c.rows, c.cols}),
                                     f32_view(x16.data(), {c.rows, c.cols}),
                                     f32_view(w16.data(), {c.cols}),
