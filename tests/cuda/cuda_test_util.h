@@ -65,10 +65,12 @@ inline cuda::DeviceBuffer poisoned(size_t bytes) {
   return std::move(*buf);
 }
 
+// count elements of type T from buf, starting at element offset.
 template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count) {
+std::vector<T> download(const cuda::DeviceBuffer& buf, size_t count, size_t offset = 0) {
   std::vector<T> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.data(), count * sizeof(T), nullptr).ok());
+  EXPECT_TRUE(
+      cuda::copy_to_host(host.data(), buf.as<T>() + offset, count * sizeof(T), nullptr).ok());
   return host;
 }
 #endif

@@ -52,28 +52,9 @@ namespace {
 }
 
 #ifdef VILA_WITH_CUDA
-// A device copy of a host vector, or a poisoned device buffer of n elements.
-template <typename T>
-cuda::DeviceBuffer upload(const std::vector<T>& host) {
-  auto buf = cuda::DeviceBuffer::create(host.size() * sizeof(T));
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(
-      cuda::copy_to_device(buf->data(), host.data(), host.size() * sizeof(T), nullptr).ok());
-  return std::move(*buf);
-}
-
-cuda::DeviceBuffer poisoned(size_t bytes) {
-  auto buf = cuda::DeviceBuffer::create(bytes);
-  EXPECT_TRUE(buf.ok());
-  EXPECT_TRUE(cuda::memset_device(buf->data(), 0xff, bytes, nullptr).ok());
-  return std::move(*buf);
-}
-
-std::vector<float> download(const cuda::DeviceBuffer& buf, size_t count, size_t offset = 0) {
-  std::vector<float> host(count);
-  EXPECT_TRUE(cuda::copy_to_host(host.data(), buf.as<float>() + offset, count * 4, nullptr).ok());
-  return host;
-}
+using testing::download;
+using testing::poisoned;
+using testing::upload;
 
 // The CPU reference of a 16-bit linear layer: w (n, k) and x (m, k) rounded to dtype (bf16 or
 // f16; wb, xb: the GPU's operands), then cpu::linear on those values plus the fp32 bias b (n).
@@ -133,7 +114,7 @@ TEST(CudaOps, LinearF32MatchesCpu) {
     const Status s = cuda::linear(**blas, dout.as<float>(), dx.data(), dlw, cs.m, nullptr);
     ASSERT_TRUE(s.ok()) << s.to_string();
     // fp32 accumulation in another order: error ~ sqrt(K) ulps of the terms.
-    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5)
+    EXPECT_LE(max_rel_error(download<float>(dout, ref.size()), ref), 1e-5)
         << cs.m << "x" << cs.n << "x" << cs.k;
   }
 #endif
@@ -166,7 +147,8 @@ TEST(CudaOps, LinearBf16MatchesCpuOnBf16Operands) {
     cuda::DeviceLinearWeight dlw{dw.data(), db.as<float>(), DType::kBF16, n, k};
     const Status s = cuda::linear(**blas, dout.as<float>(), dxb.data(), dlw, m, nullptr);
     ASSERT_TRUE(s.ok()) << s.to_string();
-    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5) << m << "x" << n << "x" << k;
+    EXPECT_LE(max_rel_error(download<float>(dout, ref.size()), ref), 1e-5)
+        << m << "x" << n << "x" << k;
   }
 #endif
 }
@@ -326,8 +308,8 @@ TEST(CudaOps, LinearBias16AndGeluAuxMatchCpu) {
     args.residual = dres.data();
     const Status s = cuda::linear(**blas, args, dlw, nullptr);
     ASSERT_TRUE(s.ok()) << s.to_string();
-    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 1e-5);
-    EXPECT_EQ(download(dres, res.size()), res);
+    EXPECT_LE(max_rel_error(download<float>(dout, ref.size()), ref), 1e-5);
+    EXPECT_EQ(download<float>(dres, res.size()), res);
     args.accumulate = true;  // both: refused
     EXPECT_FALSE(cuda::linear(**blas, args, dlw, nullptr).ok());
     args.accumulate = false;  // the output as its own residual: refused (that is accumulate)
@@ -420,7 +402,7 @@ TEST(CudaOps, EmbeddingMatchesCpu) {
   ASSERT_TRUE(cuda::embedding_f32(dout.as<float>(), dt.as<float>(), di.as<int32_t>(), n, vocab,
                                   cols, nullptr)
                   .ok());
-  EXPECT_EQ(download(dout, ref.size()), ref);
+  EXPECT_EQ(download<float>(dout, ref.size()), ref);
 #endif
 }
 
@@ -450,8 +432,8 @@ TEST(CudaOps, RopeMatchesCpu) {
     ASSERT_TRUE(cuda::rope_cos_sin_f32(dcos.as<float>(), dsin.as<float>(), dinv.as<float>(), cs.p0,
                                        cs.t, half, nullptr)
                     .ok());
-    const auto cos_got = download(dcos, cos_ref.size());
-    const auto sin_got = download(dsin, sin_ref.size());
+    const auto cos_got = download<float>(dcos, cos_ref.size());
+    const auto sin_got = download<float>(dsin, sin_ref.size());
     // Same fp32 angle; cos/sin in double on both sides: at most an ulp apart.
     EXPECT_LE(max_rel_error(cos_got, cos_ref), 1e-7) << cs.t << "x" << cs.d << "@" << cs.p0;
     EXPECT_LE(max_rel_error(sin_got, sin_ref), 1e-7) << cs.t << "x" << cs.d << "@" << cs.p0;
@@ -467,7 +449,7 @@ TEST(CudaOps, RopeMatchesCpu) {
     ASSERT_TRUE(cuda::rope_apply_f32(dx.as<float>(), ccos.as<float>(), csin.as<float>(), cs.t,
                                      cs.n_head, cs.d, nullptr)
                     .ok());
-    EXPECT_LE(max_rel_error(download(dx, x.size()), x), 1e-6) << cs.t << "x" << cs.d;
+    EXPECT_LE(max_rel_error(download<float>(dx, x.size()), x), 1e-6) << cs.t << "x" << cs.d;
   }
 #endif
 }
@@ -489,13 +471,13 @@ TEST(CudaOps, SiluMulAndAddMatchCpu) {
       ASSERT_TRUE(cuda::silu_mul_f32(dout.as<float>() + offset, dg.as<float>() + offset,
                                      du.as<float>() + offset, n, nullptr)
                       .ok());
-      EXPECT_LE(max_rel_error(download(dout, ref.size(), offset), ref), 1e-6) << n;
+      EXPECT_LE(max_rel_error(download<float>(dout, ref.size(), offset), ref), 1e-6) << n;
 
       std::vector<float> sum(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) sum[i] = g[i + offset] + u[i + offset];
       ASSERT_TRUE(
           cuda::add_inplace_f32(dg.as<float>() + offset, du.as<float>() + offset, n, nullptr).ok());
-      EXPECT_EQ(download(dg, sum.size(), offset), sum) << n;  // one rounding: exact
+      EXPECT_EQ(download<float>(dg, sum.size(), offset), sum) << n;  // one rounding: exact
     }
   }
 #endif
@@ -535,7 +517,7 @@ TEST(CudaOps, AttentionMatchesCpu) {
         cuda::attention_causal_f32(dout.as<float>(), dq.as<float>(), dk.as<float>(), dv.as<float>(),
                                    cs.p0, cs.t, cs.h, cs.hkv, cs.d, cs.s, scale, nullptr);
     ASSERT_TRUE(st.ok()) << st.to_string();
-    EXPECT_LE(max_rel_error(download(dout, ref.size()), ref), 2e-6)
+    EXPECT_LE(max_rel_error(download<float>(dout, ref.size()), ref), 2e-6)
         << "T " << cs.t << " H " << cs.h << " Hkv " << cs.hkv << " D " << cs.d << " p0 " << cs.p0;
   }
   // Positions past the cache are refused.

@@ -175,7 +175,9 @@ TEST(CudaVisionPrompt, CliGreedyMatchesCpu) {
         std::printf("[vision cli %s %s %s] first-token margin %.4f, %zu of %zu greedy ids equal\n",
                     name.c_str(), c["name"].get<std::string>().c_str(), dtype, margin, same,
                     cpu.size());
-        if (margin > kClearMargin) EXPECT_GE(same, 1u) << dtype;
+        if (margin > kClearMargin) {
+          EXPECT_GE(same, 1u) << dtype;
+        }
       }
     }
   }
