@@ -157,6 +157,13 @@ PagedPool make_pool(std::mt19937& rng, const std::vector<std::vector<uint16_t>>&
 }
 #endif
 
+#ifdef VILA_WITH_CUDA
+// The forward kernel's name in messages.
+const char* kernel_name(cuda::FlashKernel kernel) {
+  return kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
+}
+#endif
+
 struct PrefillCase {
   std::vector<int> q_len, kv_len;
   int h, hkv, d;
@@ -231,7 +238,7 @@ TEST(FlashAttentionCuda, PagedPrefillMatchesCpu) {
     }
     for (const cuda::FlashKernel kernel : kernels) {
       args.kernel = kernel;
-      const char* name = kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
+      const char* name = kernel_name(kernel);
       const std::vector<uint16_t> poison(total_q * out_stride, kPoison16);
       ASSERT_TRUE(
           cuda::copy_to_device(dout.data(), poison.data(), poison.size() * 2, nullptr).ok());
@@ -332,7 +339,7 @@ TEST(FlashAttentionCuda, DenseMatchesCpu) {
     }
     for (const cuda::FlashKernel kernel : kernels) {
       args.kernel = kernel;
-      const char* name = kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma";
+      const char* name = kernel_name(kernel);
       const std::vector<uint16_t> poison(rows * hd, kPoison16);
       ASSERT_TRUE(
           cuda::copy_to_device(dout.data(), poison.data(), poison.size() * 2, nullptr).ok());
@@ -642,8 +649,7 @@ TEST(FlashAttentionCuda, Timing) {
       }
       const double ms = time_ms(cs, 20, [&] { return cuda::flash_attention_dense(a, cs); });
       std::printf("[flash] dense %s B=%d S=%d H=%d D=%d: %.3f ms, %.1f TFLOP/s\n",
-                  kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma", b, s, h, d, ms,
-                  4.0 * b * s * s * h * d / (ms * 1e9));
+                  kernel_name(kernel), b, s, h, d, ms, 4.0 * b * s * s * h * d / (ms * 1e9));
     }
   }
   for (const int s : {4096, 1024}) {  // Qwen2-7B-like causal prefill: 28 heads, 4 KV heads, D 128
@@ -675,8 +681,7 @@ TEST(FlashAttentionCuda, Timing) {
       }
       const double ms = time_ms(cs, 10, [&] { return cuda::flash_attention_paged(a, cs); });
       std::printf("[flash] paged causal prefill %s S=%d H=%d/%d D=%d: %.3f ms, %.1f TFLOP/s\n",
-                  kernel == cuda::FlashKernel::kMma ? "mma" : "wgmma", s, h, hkv, d, ms,
-                  2.0 * s * s * h * d / (ms * 1e9));
+                  kernel_name(kernel), s, h, hkv, d, ms, 2.0 * s * s * h * d / (ms * 1e9));
     }
   }
   for (const auto& [batch, kv_len] :

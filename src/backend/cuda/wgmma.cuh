@@ -23,11 +23,16 @@
 
 namespace vila::cuda::wgmma {
 
+// The 32-bit shared-memory address of a generic pointer into shared memory.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
 // The 64-bit descriptor of a no-swizzle operand at smem (16-byte aligned shared address):
 // bits 0-13 address >> 4, 16-29 LBO >> 4, 32-45 SBO >> 4, swizzle bits 62-63 zero.
 __device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo_bytes,
                                               uint32_t sbo_bytes) {
-  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t addr = smem_addr(smem);
   return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) |
          static_cast<uint64_t>((lbo_bytes & 0x3FFFF) >> 4) << 16 |
          static_cast<uint64_t>((sbo_bytes & 0x3FFFF) >> 4) << 32;
@@ -61,9 +66,6 @@ __device__ __forceinline__ void fence_operands(float (&d)[kTiles][4]) {
 }
 
 // ---- mbarriers (shared-memory arrival counters with a phase bit) ----
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count)
                : "memory");
